@@ -1,0 +1,24 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A config given with --configfile (config.yaml or a preset under configs/) is complete on
+# its own; loading config.yaml too would deep-merge the default datasets into a preset.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,1 @@
+"""Raw sources, text cleaning, canonical layouts and the converters between them."""

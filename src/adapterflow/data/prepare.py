@@ -1,0 +1,319 @@
+"""Raw directory → clean canonical dataset: convert, clean, de-duplicate, split, check leakage.
+
+The same steps run for every source format, so every prepared dataset obeys the same
+guarantees: NFKC-clean text, no empty or exactly duplicated texts (each removal counted and
+logged), splits that are a pure function of the content and the seed, and no text shared by
+``train`` and an evaluation split.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from adapterflow.data.prepare import prepare_dataset
+    >>> raw = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (raw / "words.tsv").write_text("cat\\tdog\\t7\\ncat\\tdog\\t7\\nsun\\tmoon\\t5\\n")
+    >>> out = raw.parent / (raw.name + "-clean")
+    >>> manifest = prepare_dataset(raw, out, {"format": "word_pairs_tsv",
+    ...                                       "options": {"file": "words.tsv"}})
+    >>> manifest["counts"], manifest["dropped"]["duplicate_pairs"]
+    ({'pairs/test': 2}, 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adapterflow.data.converters import convert
+from adapterflow.data.layouts import Dataset, PairSet, RetrievalSet, TripletSet
+from adapterflow.data.splits import (
+    TRAIN,
+    UnionFind,
+    check_leakage,
+    fractions_from_config,
+    hashed_split,
+)
+from adapterflow.data.text import clean_text, strip_html
+from adapterflow.errors import DataError
+from adapterflow.io import atomic_dir, sha256_file, write_json
+
+logger = logging.getLogger(__name__)
+
+ON_LEAK = ("fail", "drop_from_train")
+
+
+class _Cleaner:
+    """Applies the text pipeline and counts what it drops."""
+
+    def __init__(self, html: bool, replace: list[tuple[str, str]]) -> None:
+        self.html = html
+        self.replace = replace
+        self.dropped: Counter[str] = Counter()
+
+    def __call__(self, text: str) -> str:
+        for old, new in self.replace:
+            text = text.replace(old, new)
+        if self.html:
+            text = strip_html(text)
+        return clean_text(text)
+
+
+def prepare_dataset(
+    raw_dir: str | Path, out_dir: str | Path, prepare: Mapping[str, Any], name: str | None = None
+) -> dict[str, Any]:
+    """Convert ``raw_dir`` with ``prepare["format"]`` and write the clean layout to ``out_dir``.
+
+    ``prepare`` keys: ``format``, ``options`` (for the converter), ``split`` (fractions such
+    as ``{"train": 0.8, "test": 0.2}``: pool all rows and re-split by hashed group; omit to
+    keep the source's splits), ``seed``, ``on_leak`` (``fail`` | ``drop_from_train``),
+    ``strip_html``, ``replace`` (literal ``[from, to]`` repairs applied before cleaning).
+    Returns the manifest written to ``out_dir/manifest.json``.
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    name = name or out_dir.name
+    started = time.perf_counter()
+    on_leak = prepare.get("on_leak", "fail")
+    if on_leak not in ON_LEAK:
+        raise DataError(
+            out_dir, f"on_leak must be one of {ON_LEAK}, got {on_leak!r}", field="on_leak"
+        )
+    fractions = fractions_from_config(prepare["split"], name) if prepare.get("split") else None
+    seed = int(prepare.get("seed", 0))
+
+    data = convert(prepare["format"], raw_dir, prepare.get("options") or {})
+    cleaner = _Cleaner(
+        bool(prepare.get("strip_html", False)),
+        [(old, new) for old, new in prepare.get("replace") or []],
+    )
+    if isinstance(data, RetrievalSet):
+        data = _prepare_retrieval(data, cleaner, fractions, seed, on_leak, name)
+    elif isinstance(data, PairSet):
+        data = _prepare_rows(data, cleaner, fractions, seed, on_leak, name, _PAIR_FIELDS, "pairs")
+    else:
+        data = _prepare_rows(
+            data, cleaner, fractions, seed, on_leak, name, _TRIPLET_FIELDS, "triplets"
+        )
+    _check_not_empty(data, name)
+
+    with atomic_dir(out_dir) as tmp:
+        counts = data.write(tmp)
+        manifest = {
+            "dataset": name,
+            "layout": data.layout,
+            "format": prepare["format"],
+            "counts": counts,
+            "dropped": dict(sorted(cleaner.dropped.items())),
+            "split": fractions,
+            "seed": seed,
+            "raw_manifest_sha256": _raw_manifest_sha(raw_dir),
+        }
+        write_json(tmp / "manifest.json", manifest)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "%s: wrote %s; dropped %s (%.1f s)",
+        name,
+        ", ".join(f"{k}={v}" for k, v in counts.items()),
+        dict(cleaner.dropped) or "nothing",
+        seconds,
+    )
+    return manifest
+
+
+def _raw_manifest_sha(raw_dir: Path) -> str | None:
+    path = raw_dir / "manifest.json"
+    return sha256_file(path) if path.exists() else None
+
+
+def _check_not_empty(data: Dataset, name: str) -> None:
+    if isinstance(data, RetrievalSet):
+        if not data.corpus:
+            raise DataError(name, "empty corpus after cleaning", field="corpus")
+        empty = [split for split, qrels in data.qrels.items() if not qrels]
+    else:
+        empty = [split for split, rows in data.splits.items() if not rows]
+    if empty:
+        raise DataError(name, "empty after cleaning and de-duplication", field=empty[0])
+
+
+# --- retrieval --------------------------------------------------------------------------------
+
+
+def _prepare_retrieval(
+    data: RetrievalSet,
+    clean: _Cleaner,
+    fractions: dict[str, float] | None,
+    seed: int,
+    on_leak: str,
+    name: str,
+) -> RetrievalSet:
+    # Documents: clean, drop empty, merge exact duplicates onto the first id.
+    corpus: dict[str, dict[str, Any]] = {}
+    doc_alias: dict[str, str | None] = {}
+    first_with_text: dict[str, str] = {}
+    for doc_id, doc in data.corpus.items():
+        text = clean(doc["text"])
+        if not text:
+            clean.dropped["empty_documents"] += 1
+            doc_alias[doc_id] = None
+            continue
+        if text in first_with_text:
+            clean.dropped["duplicate_documents"] += 1
+            doc_alias[doc_id] = first_with_text[text]
+            continue
+        first_with_text[text] = doc_id
+        doc_alias[doc_id] = doc_id
+        corpus[doc_id] = {**doc, "title": clean(doc.get("title") or ""), "text": text}
+
+    queries: dict[str, dict[str, Any]] = {}
+    query_alias: dict[str, str | None] = {}
+    first_query: dict[str, str] = {}
+    for query_id, query in data.queries.items():
+        text = clean(query["text"])
+        if not text:
+            clean.dropped["empty_queries"] += 1
+            query_alias[query_id] = None
+            continue
+        if text in first_query:
+            clean.dropped["duplicate_queries"] += 1
+            query_alias[query_id] = first_query[text]
+            continue
+        first_query[text] = query_id
+        query_alias[query_id] = query_id
+        queries[query_id] = {**query, "text": text}
+
+    qrels: dict[str, dict[str, dict[str, int]]] = {}
+    for split, judged in data.qrels.items():
+        for query_id, docs in judged.items():
+            qid = query_alias.get(query_id)
+            for doc_id, score in docs.items():
+                did = doc_alias.get(doc_id)
+                if qid is None or did is None:
+                    clean.dropped["judgements_to_dropped_texts"] += 1
+                    continue
+                target = qrels.setdefault(split, {}).setdefault(qid, {})
+                target[did] = max(score, target.get(did, score))
+
+    if fractions:
+        qrels = _resplit_qrels(qrels, fractions, seed)
+
+    def texts(split_qrels: dict[str, dict[str, int]]) -> set[str]:
+        found = {queries[q]["text"] for q in split_qrels}
+        found.update(
+            corpus[d]["text"] for docs in split_qrels.values() for d in docs if docs[d] > 0
+        )
+        return found
+
+    by_split = {split: texts(judged) for split, judged in qrels.items()}
+    if on_leak == "drop_from_train" and TRAIN in qrels:
+        held_out = set().union(*(t for s, t in by_split.items() if s != TRAIN))
+        train = {}
+        for qid, docs in qrels[TRAIN].items():
+            kept = {d: s for d, s in docs.items() if corpus[d]["text"] not in held_out}
+            if queries[qid]["text"] in held_out or not kept:
+                clean.dropped["leaked_train_queries"] += 1
+                continue
+            clean.dropped["leaked_train_judgements"] += len(docs) - len(kept)
+            train[qid] = kept
+        qrels[TRAIN] = train
+        by_split[TRAIN] = texts(train)
+    check_leakage(by_split, name)
+    return RetrievalSet(corpus, queries, qrels)
+
+
+def _resplit_qrels(
+    qrels: dict[str, dict[str, dict[str, int]]], fractions: dict[str, float], seed: int
+) -> dict[str, dict[str, dict[str, int]]]:
+    # Queries sharing a relevant document form one group and move together.
+    groups = UnionFind()
+    pooled: dict[str, dict[str, int]] = {}
+    for judged in qrels.values():
+        for qid, docs in judged.items():
+            pooled.setdefault(qid, {}).update(docs)
+            groups.union(f"q:{qid}", *(f"d:{d}" for d in docs))
+    out: dict[str, dict[str, dict[str, int]]] = {split: {} for split in sorted(fractions)}
+    for qid, docs in pooled.items():
+        split = hashed_split(groups.component_key(f"q:{qid}"), fractions, seed)
+        out[split][qid] = docs
+    return out
+
+
+# --- pairs and triplets -----------------------------------------------------------------------
+
+_PAIR_FIELDS = ("sentence1", "sentence2")
+_TRIPLET_FIELDS = ("anchor", "positive", "negative")
+
+
+def _row_texts(row: Mapping[str, Any], fields: tuple[str, ...]) -> list[str]:
+    texts: list[str] = []
+    for field in fields:
+        value = row[field]
+        texts.extend(value if isinstance(value, list) else [value])
+    return texts
+
+
+def _prepare_rows(
+    data: PairSet | TripletSet,
+    clean: _Cleaner,
+    fractions: dict[str, float] | None,
+    seed: int,
+    on_leak: str,
+    name: str,
+    fields: tuple[str, ...],
+    kind: str,
+) -> PairSet | TripletSet:
+    splits: dict[str, list[dict[str, Any]]] = {}
+    for split, rows in data.splits.items():
+        seen: set[tuple[Any, ...]] = set()
+        kept = []
+        for row in rows:
+            row = dict(row)
+            for field in fields:
+                value = row[field]
+                row[field] = [clean(v) for v in value] if isinstance(value, list) else clean(value)
+                if isinstance(row[field], list):
+                    row[field] = [v for v in row[field] if v]
+            if not all(row[field] for field in fields):
+                clean.dropped[f"empty_{kind}"] += 1
+                continue
+            key = tuple(tuple(row[f]) if isinstance(row[f], list) else row[f] for f in fields)
+            if key in seen:
+                clean.dropped[f"duplicate_{kind}"] += 1
+                continue
+            seen.add(key)
+            kept.append(row)
+        splits[split] = kept
+
+    if fractions:
+        groups = UnionFind()
+        pooled = [row for split in sorted(splits) for row in splits[split]]
+        for row in pooled:
+            # Only anchor-side texts link rows: a negative may be shared by unrelated rows.
+            groups.union(*_row_texts(row, fields[:2]))
+        splits = {split: [] for split in sorted(fractions)}
+        for row in pooled:
+            key = groups.component_key(row[fields[0]])
+            splits[hashed_split(key, fractions, seed)].append(row)
+
+    if on_leak == "drop_from_train" and TRAIN in splits:
+        held_out = {
+            text
+            for split, rows in splits.items()
+            if split != TRAIN
+            for row in rows
+            for text in _row_texts(row, fields)
+        }
+        before = len(splits[TRAIN])
+        splits[TRAIN] = [
+            row for row in splits[TRAIN] if held_out.isdisjoint(_row_texts(row, fields))
+        ]
+        clean.dropped[f"leaked_train_{kind}"] += before - len(splits[TRAIN])
+    check_leakage(
+        {
+            split: {text for row in rows for text in _row_texts(row, fields)}
+            for split, rows in splits.items()
+        },
+        name,
+    )
+    return type(data)(splits)

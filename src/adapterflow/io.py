@@ -1,0 +1,172 @@
+"""Small, strict file helpers shared by every stage: JSONL/TSV, checksums, atomic outputs.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from adapterflow.io import atomic_dir, write_jsonl, read_jsonl
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_dir(root / "out") as tmp:
+    ...     write_jsonl(tmp / "rows.jsonl", [{"_id": "a", "text": "hello"}])
+    1
+    >>> [row for _, row in read_jsonl(root / "out" / "rows.jsonl", required={"_id": str})]
+    [{'_id': 'a', 'text': 'hello'}]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from adapterflow.errors import DataError
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_fields(
+    path: Path, line: int, row: Any, required: Mapping[str, type | tuple[type, ...]]
+) -> None:
+    if not isinstance(row, dict):
+        raise DataError(path, f"expected a JSON object, got {type(row).__name__}", line=line)
+    for field, kind in required.items():
+        if field not in row:
+            raise DataError(path, "missing", line=line, field=field)
+        value = row[field]
+        # bool is an int subclass; a score of `true` is a bug in the data, not a number.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            raise DataError(
+                path,
+                f"expected {_type_names(kind)}, got {type(value).__name__}",
+                line=line,
+                field=field,
+            )
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _type_names(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in _as_tuple(kind))
+
+
+def read_jsonl(
+    path: str | os.PathLike[str],
+    required: Mapping[str, type | tuple[type, ...]] | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; raise :class:`DataError` on the
+    first malformed line or missing/mistyped required field."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataError(path, f"malformed JSON ({err.msg})", line=number) from None
+            _check_fields(path, number, row, required or {})
+            yield number, row
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write rows as UTF-8 JSONL (non-ASCII kept readable); return the row count."""
+    count = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def read_tsv(
+    path: str | os.PathLike[str], columns: list[str]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line_number, row)`` from a TSV whose header must start with ``columns``."""
+    path = Path(path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(path, "empty file, expected a header line", line=1)
+        if [h.strip() for h in header[: len(columns)]] != columns:
+            raise DataError(path, f"header must be {columns!r}, got {header!r}", line=1)
+        for number, fields in enumerate(reader, start=2):
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if len(fields) < len(columns):
+                missing = columns[len(fields)]
+                raise DataError(path, "missing", line=number, field=missing)
+            yield number, {c: fields[i].strip() for i, c in enumerate(columns)}
+
+
+def write_tsv(
+    path: str | os.PathLike[str], columns: list[str], rows: Iterable[Iterable[Any]]
+) -> int:
+    """Write a TSV with a header line; return the number of data rows."""
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(list(row))
+            count += 1
+    return count
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write pretty, key-sorted JSON (stable bytes for the same content)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=2, sort_keys=True, ensure_ascii=False)
+        handle.write("\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a directory under a temporary name beside ``final`` and rename it into place.
+
+    On any exception the temporary directory is removed and ``final`` is left untouched
+    (absent if it did not exist), so a failed or killed job never leaves a half-written output.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Like :func:`atomic_dir` for a single file."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
