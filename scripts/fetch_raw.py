@@ -9,7 +9,6 @@ Outside Snakemake the same step runs from the command line:
 ``--source`` is inline JSON or the path of a JSON/YAML file holding the source mapping.
 """
 
-
 import argparse
 import json
 import logging

@@ -6,7 +6,6 @@ Command line (same as the rule):
         --prepare '{"format": "lee_pairs", "options": {"encoding": "latin-1"}}'
 """
 
-
 import argparse
 import json
 import logging

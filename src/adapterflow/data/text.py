@@ -4,7 +4,7 @@ Example:
     >>> from adapterflow.data.text import clean_text, strip_html
     >>> clean_text("ﬁne\\u00a0 print\\x07\\n\\n\\n  here ")
     'fine print\\n\\nhere'
-    >>> strip_html("<p>Tom &amp; Jerry</p>")
+    >>> clean_text(strip_html("<p>Tom &amp; Jerry</p>"))
     'Tom & Jerry'
 """
 
