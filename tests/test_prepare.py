@@ -63,7 +63,11 @@ def test_csv_beir_cleans_dedupes_and_splits(tmp_path):
     # q2 and q4 share d2, so they must be in the same split.
     split_of = {q: s for s, judged in data.qrels.items() for q in judged}
     assert split_of["q2"] == split_of["q4"]
-    assert manifest["dropped"] == {"duplicate_documents": 1, "duplicate_queries": 1}
+    assert manifest["dropped"] == {
+        "duplicate_documents": 1,
+        "duplicate_queries": 1,
+        "rows_without_query_or_text": 2,
+    }
     assert manifest["counts"]["corpus"] == 4
     assert json.loads((tmp_path / "news" / "manifest.json").read_text()) == manifest
 

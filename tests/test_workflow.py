@@ -129,6 +129,7 @@ def test_default_run_prepares_every_dataset(default_run):
     news = counts["news"]["counts"]
     assert news["corpus"] > 3600 and news["queries"] > 3600
     assert 0.15 < news["qrels/test"] / (news["qrels/test"] + news["qrels/train"]) < 0.25
+    assert counts["news"]["dropped"]["rows_without_query_or_text"] == 95
     assert counts["wiki"]["counts"]["corpus"] > 2500
     for name in DATASETS:
         raw = json.loads((default_run / "results/raw" / name / "manifest.json").read_text())

@@ -187,7 +187,7 @@ def convert_mediawiki_xml(raw_dir: Path, options: Mapping[str, Any]) -> Retrieva
         short,
         min_chars,
     )
-    return RetrievalSet(corpus)
+    return RetrievalSet(corpus, dropped={"short_passages": short} if short else {})
 
 
 @converter("csv_beir")
@@ -241,7 +241,12 @@ def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
         len(corpus),
         skipped,
     )
-    return RetrievalSet(corpus, queries, {options.get("split_name", "test"): qrels})
+    return RetrievalSet(
+        corpus,
+        queries,
+        {options.get("split_name", "test"): qrels},
+        dropped={"rows_without_query_or_text": skipped} if skipped else {},
+    )
 
 
 @converter("lee_pairs")

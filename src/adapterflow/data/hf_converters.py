@@ -156,6 +156,11 @@ def _text(value: Any, path: Path, index: int, field: str, many: bool = False) ->
     raise DataError(path, f"expected text, got {type(value).__name__}", line=index + 1, field=field)
 
 
+def _dropped(skipped: Counter[str]) -> dict[str, int]:
+    total = sum(skipped.values())
+    return {"rows_with_missing_values": total} if total else {}
+
+
 def _log_skipped(fmt: str, kept: Mapping[str, int], skipped: Counter[str]) -> None:
     logger.info(
         "%s: %d rows -> %d kept (%d rows with a missing value skipped%s)",
@@ -241,7 +246,7 @@ def convert_hf_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
             rows.append(row)
         splits[split] = rows
     _log_skipped("hf_pairs", {s: len(r) for s, r in splits.items()}, skipped)
-    return PairSet(splits)
+    return PairSet(splits, dropped=_dropped(skipped))
 
 
 # --- hf_triplets ------------------------------------------------------------------------------
@@ -290,7 +295,7 @@ def convert_hf_triplets(raw_dir: Path, options: Mapping[str, Any]) -> TripletSet
             rows.append(row)
         splits[split] = rows
     _log_skipped("hf_triplets", {s: len(r) for s, r in splits.items()}, skipped)
-    return TripletSet(splits)
+    return TripletSet(splits, dropped=_dropped(skipped))
 
 
 # --- hf_parallel ------------------------------------------------------------------------------
@@ -331,4 +336,4 @@ def convert_hf_parallel(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalS
             judged[query_id] = {doc_id: 1}
             kept[split] += 1
     _log_skipped("hf_parallel", kept, skipped)
-    return RetrievalSet(corpus, queries, qrels)
+    return RetrievalSet(corpus, queries, qrels, dropped=_dropped(skipped))

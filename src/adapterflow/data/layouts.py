@@ -43,6 +43,8 @@ class RetrievalSet:
     corpus: dict[str, dict[str, Any]]
     queries: dict[str, dict[str, Any]] = field(default_factory=dict)
     qrels: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    #: Rows the converter skipped, by reason; carried into the clean manifest's "dropped".
+    dropped: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     layout: ClassVar[str] = "retrieval"
 
     def write(self, out: Path) -> dict[str, int]:
@@ -133,6 +135,7 @@ class PairSet:
     """Scored sentence pairs per split: ``splits[split] = [{"sentence1","sentence2","score"}]``."""
 
     splits: dict[str, list[dict[str, Any]]]
+    dropped: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     layout: ClassVar[str] = "pairs"
 
     def write(self, out: Path) -> dict[str, int]:
@@ -172,6 +175,7 @@ class TripletSet:
     """Training triplets per split: ``splits[split] = [{"anchor","positive","negative"}]``."""
 
     splits: dict[str, list[dict[str, Any]]]
+    dropped: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     layout: ClassVar[str] = "triplets"
 
     def write(self, out: Path) -> dict[str, int]:

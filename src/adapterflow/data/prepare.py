@@ -88,6 +88,7 @@ def prepare_dataset(
         bool(prepare.get("strip_html", False)),
         [(old, new) for old, new in prepare.get("replace") or []],
     )
+    cleaner.dropped.update(data.dropped)
     if isinstance(data, RetrievalSet):
         data = _prepare_retrieval(data, cleaner, fractions, seed, on_leak, name)
     elif isinstance(data, PairSet):
