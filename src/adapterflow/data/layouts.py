@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from adapterflow.errors import DataError
 from adapterflow.io import read_jsonl, read_tsv, write_jsonl, write_tsv
@@ -131,81 +131,80 @@ def _read_qrels(
 
 
 @dataclass
-class PairSet:
-    """Scored sentence pairs per split: ``splits[split] = [{"sentence1","sentence2","score"}]``."""
+class _SplitRows:
+    """Rows per split stored as ``{layout}/{split}.jsonl``; subclasses name the fields and add
+    row checks."""
 
     splits: dict[str, list[dict[str, Any]]]
+    #: Rows the converter skipped, by reason; carried into the clean manifest's "dropped".
     dropped: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
-    layout: ClassVar[str] = "pairs"
+    layout: ClassVar[str]
+    required: ClassVar[dict[str, type | tuple[type, ...]]]
 
     def write(self, out: Path) -> dict[str, int]:
-        (Path(out) / "pairs").mkdir(parents=True, exist_ok=True)
+        folder = Path(out) / self.layout
+        folder.mkdir(parents=True, exist_ok=True)
         return {
-            f"pairs/{split}": write_jsonl(Path(out) / "pairs" / f"{split}.jsonl", rows)
+            f"{self.layout}/{split}": write_jsonl(folder / f"{split}.jsonl", rows)
             for split, rows in sorted(self.splits.items())
         }
 
     @classmethod
-    def read(cls, root: Path) -> PairSet:
+    def read(cls, root: Path) -> Self:
+        folder = Path(root) / cls.layout
         splits = {}
-        for path in sorted((Path(root) / "pairs").glob("*.jsonl")):
+        for path in sorted(folder.glob("*.jsonl")):
             rows = []
-            for number, row in read_jsonl(
-                path, {"sentence1": str, "sentence2": str, "score": (int, float)}
-            ):
-                if not (0.0 <= row["score"] <= 1.0) or math.isnan(row["score"]):
-                    raise DataError(
-                        path, f"{row['score']} outside [0, 1]", line=number, field="score"
-                    )
-                if "label" in row and row["label"] not in (0, 1):
-                    raise DataError(
-                        path, f"{row['label']!r} is not 0 or 1", line=number, field="label"
-                    )
+            for number, row in read_jsonl(path, cls.required):
+                cls.check_row(path, number, row)
                 rows.append(row)
             if not rows:
-                raise DataError(path, "empty split: no pairs")
+                raise DataError(path, f"empty split: no {cls.layout}")
             splits[path.stem] = rows
         if not splits:
-            raise DataError(Path(root) / "pairs", "no pairs/{split}.jsonl files found")
+            raise DataError(folder, f"no {cls.layout}/{{split}}.jsonl files found")
         return cls(splits)
+
+    @staticmethod
+    def check_row(path: Path, line: int, row: dict[str, Any]) -> None:
+        """Checks beyond field presence and type; raise :class:`DataError` on a bad row."""
 
 
 @dataclass
-class TripletSet:
+class PairSet(_SplitRows):
+    """Scored sentence pairs per split: ``splits[split] = [{"sentence1","sentence2","score"}]``."""
+
+    layout: ClassVar[str] = "pairs"
+    required: ClassVar[dict[str, type | tuple[type, ...]]] = {
+        "sentence1": str,
+        "sentence2": str,
+        "score": (int, float),
+    }
+
+    @staticmethod
+    def check_row(path: Path, line: int, row: dict[str, Any]) -> None:
+        if not (0.0 <= row["score"] <= 1.0) or math.isnan(row["score"]):
+            raise DataError(path, f"{row['score']} outside [0, 1]", line=line, field="score")
+        if "label" in row and row["label"] not in (0, 1):
+            raise DataError(path, f"{row['label']!r} is not 0 or 1", line=line, field="label")
+
+
+@dataclass
+class TripletSet(_SplitRows):
     """Training triplets per split: ``splits[split] = [{"anchor","positive","negative"}]``."""
 
-    splits: dict[str, list[dict[str, Any]]]
-    dropped: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     layout: ClassVar[str] = "triplets"
+    required: ClassVar[dict[str, type | tuple[type, ...]]] = {
+        "anchor": str,
+        "positive": str,
+        "negative": (str, list),
+    }
 
-    def write(self, out: Path) -> dict[str, int]:
-        (Path(out) / "triplets").mkdir(parents=True, exist_ok=True)
-        return {
-            f"triplets/{split}": write_jsonl(Path(out) / "triplets" / f"{split}.jsonl", rows)
-            for split, rows in sorted(self.splits.items())
-        }
-
-    @classmethod
-    def read(cls, root: Path) -> TripletSet:
-        splits = {}
-        for path in sorted((Path(root) / "triplets").glob("*.jsonl")):
-            rows = []
-            for number, row in read_jsonl(
-                path, {"anchor": str, "positive": str, "negative": (str, list)}
-            ):
-                if isinstance(row["negative"], list) and not all(
-                    isinstance(n, str) for n in row["negative"]
-                ):
-                    raise DataError(
-                        path, "list items must be strings", line=number, field="negative"
-                    )
-                rows.append(row)
-            if not rows:
-                raise DataError(path, "empty split: no triplets")
-            splits[path.stem] = rows
-        if not splits:
-            raise DataError(Path(root) / "triplets", "no triplets/{split}.jsonl files found")
-        return cls(splits)
+    @staticmethod
+    def check_row(path: Path, line: int, row: dict[str, Any]) -> None:
+        negative = row["negative"]
+        if isinstance(negative, list) and not all(isinstance(n, str) for n in negative):
+            raise DataError(path, "list items must be strings", line=line, field="negative")
 
 
 Dataset = RetrievalSet | PairSet | TripletSet

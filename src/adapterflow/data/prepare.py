@@ -142,6 +142,31 @@ def _check_not_empty(data: Dataset, name: str) -> None:
 # --- retrieval --------------------------------------------------------------------------------
 
 
+def _merge_duplicates(
+    rows: dict[str, dict[str, Any]], clean: _Cleaner, kind: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+    """Clean each row's text (and title), drop empty ones and merge exact duplicates onto the
+    first id. Returns the kept rows and ``alias[old id] = kept id`` (None when dropped), so
+    relevance judgements can follow the merge."""
+    kept: dict[str, dict[str, Any]] = {}
+    alias: dict[str, str | None] = {}
+    first_with_text: dict[str, str] = {}
+    for row_id, row in rows.items():
+        text = clean(row["text"])
+        if not text:
+            clean.dropped[f"empty_{kind}"] += 1
+            alias[row_id] = None
+        elif text in first_with_text:
+            clean.dropped[f"duplicate_{kind}"] += 1
+            alias[row_id] = first_with_text[text]
+        else:
+            first_with_text[text] = alias[row_id] = row_id
+            kept[row_id] = {**row, "text": text}
+            if "title" in row:
+                kept[row_id]["title"] = clean(row["title"] or "")
+    return kept, alias
+
+
 def _prepare_retrieval(
     data: RetrievalSet,
     clean: _Cleaner,
@@ -150,40 +175,10 @@ def _prepare_retrieval(
     on_leak: str,
     name: str,
 ) -> RetrievalSet:
-    # Documents: clean, drop empty, merge exact duplicates onto the first id.
-    corpus: dict[str, dict[str, Any]] = {}
-    doc_alias: dict[str, str | None] = {}
-    first_with_text: dict[str, str] = {}
-    for doc_id, doc in data.corpus.items():
-        text = clean(doc["text"])
-        if not text:
-            clean.dropped["empty_documents"] += 1
-            doc_alias[doc_id] = None
-            continue
-        if text in first_with_text:
-            clean.dropped["duplicate_documents"] += 1
-            doc_alias[doc_id] = first_with_text[text]
-            continue
-        first_with_text[text] = doc_id
-        doc_alias[doc_id] = doc_id
-        corpus[doc_id] = {**doc, "title": clean(doc.get("title") or ""), "text": text}
-
-    queries: dict[str, dict[str, Any]] = {}
-    query_alias: dict[str, str | None] = {}
-    first_query: dict[str, str] = {}
-    for query_id, query in data.queries.items():
-        text = clean(query["text"])
-        if not text:
-            clean.dropped["empty_queries"] += 1
-            query_alias[query_id] = None
-            continue
-        if text in first_query:
-            clean.dropped["duplicate_queries"] += 1
-            query_alias[query_id] = first_query[text]
-            continue
-        first_query[text] = query_id
-        query_alias[query_id] = query_id
-        queries[query_id] = {**query, "text": text}
+    corpus, doc_alias = _merge_duplicates(data.corpus, clean, "documents")
+    for doc in corpus.values():
+        doc.setdefault("title", "")  # BEIR documents always carry a title, maybe empty
+    queries, query_alias = _merge_duplicates(data.queries, clean, "queries")
 
     qrels: dict[str, dict[str, dict[str, int]]] = {}
     for split, judged in data.qrels.items():
