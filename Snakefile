@@ -15,10 +15,15 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/eval.smk"
+include: "rules/report.smk"
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    model="|".join(MODELS),
+    task="|".join(TASKS),
+    run="[^/]+",
 
 
 rule all:

@@ -1,5 +1,7 @@
 """Helpers for rules/*.smk (config validation, param lookups); this file defines no rules."""
 
+import os
+
 from adapterflow.config import load_schema, validate_config
 
 validate_config(
@@ -26,6 +28,83 @@ def dataset_block(dataset, key):
     return sorted_block(config["datasets"][dataset][key])
 
 
+MODELS = sorted(config["models"])
+TASKS = sorted(config["tasks"])
+# Tasks whose corpus is embedded once per (model, run) by embed_corpus.
+CORPUS_KINDS = ("retrieval", "anisotropy")
+
+
+def model_block(model):
+    """A model's config block, as a param."""
+    return sorted_block(config["models"][model])
+
+
+def task_block(task):
+    """A task's config block, as a param."""
+    return sorted_block(config["tasks"][task])
+
+
+def evaluation_block():
+    """Settings shared by every evaluation job."""
+    return sorted_block(config.get("evaluation", {}))
+
+
+def run_info(run):
+    """What a run evaluates: `base` is the pretrained model without any adapter."""
+    if run == "base":
+        return {"adapter": None, "name": "base", "seed": None, "stage": "base"}
+    raise ValueError(f"unknown run {run!r}")
+
+
+def evaluation_targets():
+    """Every (model, run, task) that some experiment evaluates."""
+    targets = set()
+    for experiment in config["experiments"].values():
+        for task in experiment["evaluate"]:
+            targets.add((experiment["model"], "base", task))
+    return sorted(targets)
+
+
+def evaluated_tasks():
+    return sorted({task for _, _, task in evaluation_targets()})
+
+
+def eval_outputs(suffix):
+    return [
+        f"results/eval/{model}/{run}/{task}{suffix}"
+        for model, run, task in evaluation_targets()
+    ]
+
+
+def evaluate_inputs(wildcards):
+    """The prepared dataset, plus the cached corpus embeddings for corpus-level tasks."""
+    task = config["tasks"][wildcards.task]
+    inputs = {"dataset": f"results/clean/{task['dataset']}"}
+    if task["kind"] in CORPUS_KINDS:
+        inputs["embeddings"] = (
+            f"results/embeddings/{wildcards.model}/{wildcards.run}/{task['dataset']}.npz"
+        )
+    return inputs
+
+
+def figure_outputs(kind):
+    """Figure files written by the figures rule: per-task bars and item distributions, and
+    one heatmap; each as PNG and SVG."""
+    if kind == "heatmap":
+        names = ["heatmap"]
+    else:
+        names = [f"{task}_{kind}" for task in evaluated_tasks()]
+    return [f"results/figures/{name}.{ext}" for name in names for ext in ("png", "svg")]
+
+
 def all_outputs():
-    """Targets of the default target: every configured dataset, fetched and prepared."""
-    return expand("results/clean/{dataset}", dataset=DATASETS)
+    """Targets of the default target: every dataset prepared, every experiment evaluated,
+    the tables and the figures."""
+    targets = expand("results/clean/{dataset}", dataset=DATASETS) + eval_outputs(
+        ".json"
+    )
+    if evaluation_targets():
+        targets += ["results/tables/metrics.csv", "results/tables/summary.md"]
+        targets += figure_outputs("bars") + figure_outputs("per_item")
+        targets += figure_outputs("heatmap")
+    return targets

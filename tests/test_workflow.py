@@ -27,13 +27,17 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def test_dry_run_plans_one_fetch_and_one_prepare_per_dataset(tmp_path):
+def test_dry_run_plans_the_default_workflow(tmp_path):
     result = run_snakemake("-n", "--configfile", CONFIG, "--directory", str(tmp_path))
     assert job_counts(result.stdout) == {
         "fetch_raw": 5,
         "prepare_dataset": 5,
+        "embed_corpus": 2,  # news (retrieval) and wiki (anisotropy), each embedded once
+        "evaluate": 5,  # base model x 5 tasks
+        "aggregate": 1,
+        "figures": 1,
         "all": 1,
-        "total": 11,
+        "total": 20,
     }
     for dataset in DATASETS:
         assert f"results/clean/{dataset}" in result.stdout
@@ -63,6 +67,14 @@ def test_slurm_profile_resolves_resources_without_a_cluster(tmp_path):
         assert "slurm_partition=cpu" in resources
         assert "slurm_account=CHANGE_ME" in resources
         assert "mem_mb=8000" in resources and "runtime=60" in resources
+    # GPU rules go to the GPU partition and ask for a GPU; retries escalate memory/runtime.
+    for rule in ("embed_corpus", "evaluate"):
+        blocks = [block for block in out.split("\nrule ") if block.startswith(f"{rule}:")]
+        assert blocks, rule
+        for block in blocks:
+            resources = re.search(r"resources: (.*)", block).group(1)
+            assert "slurm_partition=gpu" in resources and "gpu=1" in resources
+            assert "mem_mb=8000" in resources and "runtime=60" in resources
 
 
 def test_downloads_are_local_rules(tmp_path):
@@ -79,7 +91,7 @@ def test_downloads_are_local_rules(tmp_path):
         )
         # The parsed workflow: the API has no public accessor for `localrules:` declarations.
         local = set(workflow_api._workflow._localrules)
-    assert local == {"fetch_raw"}
+    assert local == {"fetch_raw", "figures"}
 
 
 def test_profiles_follow_the_conventions():
@@ -96,7 +108,19 @@ def test_rulegraph_shows_the_plan(tmp_path):
     result = run_snakemake("--rulegraph", "--configfile", CONFIG, "--directory", str(tmp_path))
     labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', result.stdout))
     edges = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", result.stdout)}
-    assert edges == {("fetch_raw", "prepare_dataset"), ("prepare_dataset", "all")}
+    assert edges == {
+        ("fetch_raw", "prepare_dataset"),
+        ("prepare_dataset", "embed_corpus"),
+        ("prepare_dataset", "evaluate"),
+        ("embed_corpus", "evaluate"),
+        ("evaluate", "aggregate"),
+        ("evaluate", "figures"),
+        ("aggregate", "figures"),
+        ("prepare_dataset", "all"),
+        ("evaluate", "all"),
+        ("aggregate", "all"),
+        ("figures", "all"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -149,5 +173,37 @@ def test_default_run_is_up_to_date_and_reruns_only_what_changed(default_run, tmp
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(config))
     result = run_snakemake("-n", "--configfile", str(edited), "--directory", str(default_run))
-    assert job_counts(result.stdout) == {"prepare_dataset": 1, "all": 1, "total": 2}
+    # The news preparation, its corpus embeddings, its evaluation, then tables and figures.
+    assert job_counts(result.stdout) == {
+        "prepare_dataset": 1,
+        "embed_corpus": 1,
+        "evaluate": 1,
+        "aggregate": 1,
+        "figures": 1,
+        "all": 1,
+        "total": 6,
+    }
     assert "wildcards: dataset=news" in result.stdout
+    assert "wildcards: model=minilm, run=base, task=news" in result.stdout
+
+
+def test_default_run_evaluates_the_base_model_on_every_task(default_run):
+    import pandas as pd
+
+    tasks = {"news": "retrieval", "lee50": "sts", "simlex": "sts", "wordsim": "sts"}
+    tasks["wiki-anisotropy"] = "anisotropy"
+    for task, kind in tasks.items():
+        result = json.loads((default_run / f"results/eval/minilm/base/{task}.json").read_text())
+        assert result["task_kind"] == kind and result["run"]["stage"] == "base"
+        scores = result["scores"]["test"][0]
+        assert 0.0 < scores["main_score"] < 1.0
+        assert (default_run / f"results/eval/minilm/base/{task}.details.csv").exists()
+    news = json.loads((default_run / "results/eval/minilm/base/news.json").read_text())
+    # Pretrained MiniLM finds most news articles from their titles: far above chance (~0.003).
+    assert news["scores"]["test"][0]["ndcg_at_10"] > 0.6
+    metrics = pd.read_csv(default_run / "results/tables/metrics.csv")
+    assert set(metrics["task"]) == set(tasks) and set(metrics["run"]) == {"base"}
+    assert "| minilm base |" in (default_run / "results/tables/summary.md").read_text()
+    for name in [f"{t}_bars" for t in tasks] + [f"{t}_per_item" for t in tasks] + ["heatmap"]:
+        for ext in ("png", "svg"):
+            assert (default_run / "results/figures" / f"{name}.{ext}").stat().st_size > 1000

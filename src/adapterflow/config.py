@@ -92,6 +92,13 @@ def validate_config(
 
 def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     models, datasets = config.get("models", {}), config.get("datasets", {})
+    tasks = config.get("tasks", {})
+    for name, task in tasks.items():
+        if task["dataset"] not in datasets:
+            yield (
+                f"tasks.{name}.dataset: {task['dataset']!r} is not defined under datasets "
+                f"(defined: {', '.join(sorted(datasets))})"
+            )
     for name, experiment in config.get("experiments", {}).items():
         if experiment["model"] not in models:
             known = ", ".join(sorted(models)) or "none"
@@ -99,11 +106,11 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
                 f"experiments.{name}.model: {experiment['model']!r} is not defined under "
                 f"models (defined: {known})"
             )
-        for index, dataset in enumerate(experiment.get("evaluate", [])):
-            if dataset not in datasets:
+        for index, task in enumerate(experiment.get("evaluate", [])):
+            if task not in tasks:
                 yield (
-                    f"experiments.{name}.evaluate.{index}: {dataset!r} is not defined under "
-                    f"datasets (defined: {', '.join(sorted(datasets))})"
+                    f"experiments.{name}.evaluate.{index}: {task!r} is not defined under "
+                    f"tasks (defined: {', '.join(sorted(tasks)) or 'none'})"
                 )
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: encode texts with a base model or adapter, search, score tasks."""

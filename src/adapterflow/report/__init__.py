@@ -1,0 +1,1 @@
+"""Evaluation JSON → tidy metrics table and a per-run-group summary with confidence intervals."""

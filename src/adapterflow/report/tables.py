@@ -1,0 +1,423 @@
+"""Eval JSON files → ``metrics.csv`` (tidy) and ``summary.md`` (mean ± 95 % CI across seeds).
+
+Each eval JSON holds the scores of one run on one task. :func:`collect_metrics` flattens them
+into one row per run × task × split × metric; :func:`summarize` groups runs by model and stage
+("run group": ``minilm base``, ``minilm stage1``, ``minilm stage1+stage2``) and reports each
+task's main score as the mean over seeds with a Student-t 95 % confidence half-width
+(:func:`adapterflow.eval.metrics.mean_ci95`).
+
+Example:
+    >>> import json, tempfile, pathlib
+    >>> from adapterflow.report.tables import collect_metrics, summarize
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> paths = []
+    >>> for seed, score in [(0, 0.70), (1, 0.72), (2, 0.74)]:
+    ...     path = root / f"seed{seed}.json"
+    ...     _ = path.write_text(json.dumps({
+    ...         "task_name": "lee50", "task_kind": "sts",
+    ...         "scores": {"test": [{"main_score": score, "hf_subset": "default"}]},
+    ...         "run": {"name": f"stage1-seed{seed}", "model": "minilm", "stage": "stage1",
+    ...                 "seed": seed}}))
+    ...     paths.append(path)
+    >>> df = collect_metrics(paths)
+    >>> df.columns.tolist()
+    ['run', 'model', 'stage', 'seed', 'task', 'split', 'metric', 'value']
+    >>> summary = summarize(df)
+    >>> summary.loc["minilm stage1", "lee50"].round(4).tolist()  # mean, ci95, n
+    [0.72, 0.0497, 3.0]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from adapterflow.errors import DataError
+from adapterflow.eval.metrics import mean_ci95
+from adapterflow.io import atomic_file
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ["run", "model", "stage", "seed", "task", "split", "metric", "value"]
+STAGES = ("base", "stage1", "stage2")
+TASK_KINDS = ("retrieval", "sts", "triplets", "anisotropy")
+MAIN_SCORE = "main_score"
+PREFERRED_SPLIT = "test"
+
+# A stage-2 adapter is trained on top of stage 1, so its label names both.
+STAGE_LABELS = {"base": "base", "stage1": "stage1", "stage2": "stage1+stage2"}
+
+MAIN_SCORE_MEANING = {
+    "retrieval": "nDCG@k of each query's ranking of the corpus, averaged over queries "
+    "(higher is better)",
+    "sts": "Spearman correlation between cosine similarity and the human score (higher is better)",
+    "triplets": "fraction of triplets whose positive is closer to the anchor than the negative "
+    "(higher is better)",
+    "anisotropy": "mean cosine similarity of random text pairs; lower means a less anisotropic, "
+    "better spread embedding space",
+}
+# Which named metric a task kind's main score usually copies, when several are equal.
+_CONVENTIONAL_MAIN = ("ndcg_at_10", "spearman", "accuracy", "mean_cosine")
+
+
+class EvalFileError(DataError, ValueError):
+    """A malformed eval file (JSON or details CSV): names the file and the key at fault.
+
+    A :class:`ValueError` for callers of the library, an ``AdapterflowError`` for the scripts.
+    """
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """The parts of one eval JSON that tables and figures use."""
+
+    path: Path
+    task: str
+    task_kind: str
+    run: str
+    model: str
+    stage: str
+    seed: int | None
+    scores: dict[str, dict[str, float]]  # split → metric → value
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass, but `true` is a flag, not a metric.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _require(path: Path, obj: Mapping[str, Any], key: str, kind: type, where: str = "") -> Any:
+    name = f"{where}{key}"
+    if key not in obj:
+        raise EvalFileError(path, "missing", field=name)
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise EvalFileError(
+            path, f"expected {kind.__name__}, got {type(value).__name__}", field=name
+        )
+    return value
+
+
+def read_eval(path: str | os.PathLike[str]) -> EvalRecord:
+    """Read and check one eval JSON; raise :class:`EvalFileError` naming the file and key.
+
+    Only numeric score entries are metrics; strings and lists (``hf_subset``, ``languages``)
+    are skipped. Each split must hold exactly one score entry with a numeric ``main_score``.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "news.json"
+        >>> _ = path.write_text(json.dumps({"task_name": "news", "task_kind": "retrieval",
+        ...     "scores": {"test": [{"main_score": 0.5, "ndcg_at_10": 0.5, "hf_subset": "x"}]},
+        ...     "run": {"name": "base", "model": "minilm", "stage": "base", "seed": None}}))
+        >>> record = read_eval(path)
+        >>> record.task_kind, record.seed, record.scores
+        ('retrieval', None, {'test': {'main_score': 0.5, 'ndcg_at_10': 0.5}})
+        >>> _ = path.write_text('{"task_name": "news"}')
+        >>> read_eval(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adapterflow.report.tables.EvalFileError: .../news.json: field 'task_kind': missing
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise EvalFileError(path, f"malformed JSON ({err.msg})", line=err.lineno) from None
+    except FileNotFoundError:
+        raise EvalFileError(path, "no such file") from None
+    if not isinstance(data, dict):
+        raise EvalFileError(path, f"expected a JSON object, got {type(data).__name__}")
+    task = _require(path, data, "task_name", str)
+    kind = _require(path, data, "task_kind", str)
+    if kind not in TASK_KINDS:
+        raise EvalFileError(path, f"{kind!r} is not one of {list(TASK_KINDS)}", field="task_kind")
+    run = _require(path, data, "run", dict)
+    name = _require(path, run, "name", str, "run.")
+    model = _require(path, run, "model", str, "run.")
+    stage = _require(path, run, "stage", str, "run.")
+    if stage not in STAGES:
+        raise EvalFileError(path, f"{stage!r} is not one of {list(STAGES)}", field="run.stage")
+    if "seed" not in run:
+        raise EvalFileError(path, "missing (use null for a run without seeds)", field="run.seed")
+    seed = run["seed"]
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise EvalFileError(
+            path, f"expected an integer or null, got {type(seed).__name__}", field="run.seed"
+        )
+    raw_scores = _require(path, data, "scores", dict)
+    if not raw_scores:
+        raise EvalFileError(path, "no split", field="scores")
+    scores: dict[str, dict[str, float]] = {}
+    for split, entries in raw_scores.items():
+        where = f"scores.{split}"
+        if not isinstance(entries, list) or len(entries) != 1:
+            got = f"{len(entries)} entries" if isinstance(entries, list) else type(entries).__name__
+            raise EvalFileError(path, f"expected a list of one score entry, got {got}", field=where)
+        entry = entries[0]
+        if not isinstance(entry, dict):
+            raise EvalFileError(
+                path, f"expected an object, got {type(entry).__name__}", field=f"{where}[0]"
+            )
+        if not _is_number(entry.get(MAIN_SCORE)):
+            problem = "missing" if MAIN_SCORE not in entry else "not a number"
+            raise EvalFileError(path, problem, field=f"{where}[0].{MAIN_SCORE}")
+        scores[split] = {key: float(value) for key, value in entry.items() if _is_number(value)}
+    return EvalRecord(path, task, kind, name, model, stage, seed, scores)
+
+
+def _read_all(json_paths: Iterable[str | os.PathLike[str]]) -> list[EvalRecord]:
+    records = [read_eval(path) for path in json_paths]
+    if not records:
+        raise ValueError("no eval JSON given")
+    seen: dict[tuple[str, str, str], Path] = {}
+    kinds: dict[str, EvalRecord] = {}
+    for rec in records:
+        key = (rec.model, rec.run, rec.task)
+        if key in seen:
+            raise EvalFileError(
+                rec.path,
+                f"run {rec.run!r} of {rec.model!r} on task {rec.task!r} is also in {seen[key]}",
+                field="task_name",
+            )
+        seen[key] = rec.path
+        first = kinds.setdefault(rec.task, rec)
+        if first.task_kind != rec.task_kind:
+            raise EvalFileError(
+                rec.path,
+                f"{rec.task_kind!r}, but {first.path} says {first.task_kind!r} for "
+                f"task {rec.task!r}",
+                field="task_kind",
+            )
+    return records
+
+
+def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    # Stages sort by training order, not alphabetically; mergesort keeps ties stable.
+    def key(column: pd.Series) -> pd.Series:
+        return column.map(STAGES.index) if column.name == "stage" else column
+
+    return df.sort_values(by, key=key, kind="mergesort", na_position="first").reset_index(drop=True)
+
+
+def _frame(records: list[EvalRecord]) -> pd.DataFrame:
+    rows = [
+        (rec.run, rec.model, rec.stage, rec.seed, rec.task, split, metric, value)
+        for rec in records
+        for split, metrics in rec.scores.items()
+        for metric, value in metrics.items()
+    ]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["seed"] = df["seed"].astype("Int64")
+    df["value"] = df["value"].astype(float)
+    return _sort(df, ["model", "stage", "run", "seed", "task", "split", "metric"])
+
+
+def collect_metrics(json_paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Tidy table of every numeric score: one row per run × task × split × metric.
+
+    Columns are :data:`COLUMNS`; ``seed`` is a nullable ``Int64`` (``<NA>`` for the base model).
+    Rows are sorted by model, stage (base, stage1, stage2), run, seed, task, split, metric.
+    A malformed file, or one (model, run, task) given twice, raises :class:`EvalFileError`.
+    """
+    return _frame(_read_all(json_paths))
+
+
+def read_metrics(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``metrics.csv`` written by :func:`write_tables` back with the same dtypes."""
+    df = pd.read_csv(
+        csv_path,
+        dtype={c: str for c in COLUMNS if c not in ("seed", "value")} | {"seed": "Int64"},
+        keep_default_na=False,
+        na_values={"seed": [""], "value": ["", "nan", "NaN"]},
+    )
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(csv_path, f"missing column(s) {missing}; expected {COLUMNS}", line=1)
+    return df[COLUMNS]
+
+
+def group_label(model: str, stage: str) -> str:
+    """Display name of a run group.
+
+    >>> group_label("minilm", "stage2")
+    'minilm stage1+stage2'
+    """
+    return f"{model} {STAGE_LABELS[stage]}"
+
+
+def _main_split(df: pd.DataFrame, task: str) -> str:
+    splits = sorted(df.loc[df["task"] == task, "split"].unique())
+    if PREFERRED_SPLIT in splits:
+        return PREFERRED_SPLIT
+    if len(splits) == 1:
+        return splits[0]
+    raise ValueError(
+        f"task {task!r} has splits {splits} and none is {PREFERRED_SPLIT!r}: "
+        "cannot choose the one to summarise"
+    )
+
+
+def main_scores(df: pd.DataFrame) -> pd.DataFrame:
+    """The main score of every run on every task (``test`` split when there are several).
+
+    Returns columns ``model, stage, group, run, seed, task, value``, one row per run × task;
+    raises :class:`ValueError` if two runs of one run group share a seed on a task, since
+    averaging them would mix different experiments.
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"metrics table lacks column(s) {missing}")
+    main = df[df["metric"] == MAIN_SCORE]
+    split_of = {task: _main_split(main, task) for task in main["task"].unique()}
+    main = main[main["split"] == main["task"].map(split_of)].copy()
+    clash = main[main.duplicated(["model", "stage", "seed", "task"], keep=False)]
+    if not clash.empty:
+        first = clash.iloc[0]
+        runs = sorted(
+            clash.loc[
+                (clash["model"] == first["model"])
+                & (clash["task"] == first["task"])
+                & (clash["stage"] == first["stage"]),
+                "run",
+            ].unique()
+        )
+        raise ValueError(
+            f"runs {runs} are all {group_label(first['model'], first['stage'])!r} with seed "
+            f"{first['seed']} on task {first['task']!r}: one run group must differ only by seed"
+        )
+    main.insert(
+        2, "group", [group_label(m, s) for m, s in zip(main["model"], main["stage"], strict=True)]
+    )
+    main = main[["model", "stage", "group", "run", "seed", "task", "value"]]
+    return _sort(main, ["model", "stage", "seed", "run", "task"])
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run group (model, stage): each task's main score across seeds.
+
+    The index holds group labels in model, then stage order; columns are a
+    ``(task, stat)`` MultiIndex with ``stat`` in ``mean``, ``ci95`` (95 % t-interval
+    half-width, 0 for one seed) and ``n`` (seeds). A task a group was not run on is NaN.
+    """
+    main = main_scores(df)
+    rows = []
+    for (group, task), values in main.groupby(["group", "task"], sort=False)["value"]:
+        # An undefined score (e.g. Spearman of constant embeddings) must stay visible as NaN.
+        finite = bool(np.isfinite(values.to_numpy(dtype=float)).all())
+        mean, half = mean_ci95(values.tolist()) if finite else (np.nan, np.nan)
+        rows.append((group, task, mean, half, float(len(values))))
+    long = pd.DataFrame(rows, columns=["group", "task", "mean", "ci95", "n"])
+    wide = long.pivot(index="group", columns="task", values=["mean", "ci95", "n"])
+    wide = wide.swaplevel(axis=1)
+    tasks = sorted(main["task"].unique())
+    wide = wide.reindex(
+        index=list(dict.fromkeys(main["group"])),
+        columns=pd.MultiIndex.from_product([tasks, ["mean", "ci95", "n"]], names=["task", "stat"]),
+    )
+    return wide
+
+
+def main_metric_name(record: EvalRecord) -> str | None:
+    """The metric that ``main_score`` repeats in an eval record (``None`` if none does).
+
+    >>> from pathlib import Path
+    >>> rec = EvalRecord(Path("x.json"), "news", "retrieval", "base", "m", "base", None,
+    ...                  {"test": {"main_score": 0.4, "ndcg_at_5": 0.4, "recall_at_5": 0.6}})
+    >>> main_metric_name(rec)
+    'ndcg_at_5'
+    """
+    split = PREFERRED_SPLIT if PREFERRED_SPLIT in record.scores else sorted(record.scores)[0]
+    scores = record.scores[split]
+    same = [k for k, v in scores.items() if k != MAIN_SCORE and v == scores[MAIN_SCORE]]
+    for name in _CONVENTIONAL_MAIN:
+        if name in same:
+            return name
+    return next((k for k in same if k.startswith("ndcg_at_")), same[0] if same else None)
+
+
+def _cell(mean: float, half: float, n: float, digits: int) -> str:
+    if pd.isna(n):
+        return "—"
+    if pd.isna(mean):
+        return f"undefined (n={int(n)})"
+    return f"{mean:.{digits}f} ± {half:.{digits}f} (n={int(n)})"
+
+
+def summary_markdown(
+    summary: pd.DataFrame,
+    task_kinds: Mapping[str, str],
+    main_metrics: Mapping[str, str | None] | None = None,
+    digits: int = 3,
+) -> str:
+    """Markdown table of :func:`summarize` plus one line per task saying what its score means.
+
+    >>> import pandas as pd
+    >>> cols = pd.MultiIndex.from_product([["lee50"], ["mean", "ci95", "n"]])
+    >>> summary = pd.DataFrame([[0.7123, 0.0101, 3.0]], index=["minilm stage1"], columns=cols)
+    >>> for line in summary_markdown(summary, {"lee50": "sts"}).splitlines()[4:7]:
+    ...     print(line)
+    | run group | lee50 |
+    |---|---|
+    | minilm stage1 | 0.712 ± 0.010 (n=3) |
+    """
+    tasks = list(dict.fromkeys(summary.columns.get_level_values(0)))
+    lines = [
+        "# Evaluation summary",
+        "",
+        "Main score per task: mean ± half-width of the 95 % t-interval across seeds (n = seeds).",
+        "",
+        "| run group | " + " | ".join(tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    for group, row in summary.iterrows():
+        cells = [_cell(row[(t, "mean")], row[(t, "ci95")], row[(t, "n")], digits) for t in tasks]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    lines += ["", "Main scores:", ""]
+    for task in tasks:
+        kind = task_kinds.get(task)
+        meaning = MAIN_SCORE_MEANING.get(kind or "", "see the task's eval JSON")
+        metric = (main_metrics or {}).get(task)
+        named = f", main score = `{metric}`" if metric else ""
+        lines.append(f"- **{task}** ({kind or 'unknown kind'}{named}): {meaning}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(
+    json_paths: Iterable[str | os.PathLike[str]],
+    csv_path: str | os.PathLike[str],
+    md_path: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Write ``metrics.csv`` (tidy, sorted) and ``summary.md``; return the tidy table.
+
+    Both files are written under a temporary name and renamed, so a failure leaves neither
+    half-written; bad input raises before anything is written.
+    """
+    records = _read_all(json_paths)
+    df = _frame(records)
+    summary = summarize(df)
+    kinds = {rec.task: rec.task_kind for rec in records}
+    metrics = {rec.task: main_metric_name(rec) for rec in records}
+    markdown = summary_markdown(summary, kinds, metrics)
+    with atomic_file(csv_path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
+    with atomic_file(md_path) as tmp:
+        tmp.write_text(markdown, encoding="utf-8")
+    logger.info(
+        "tables: %d eval files, %d metric rows, %d run groups × %d tasks → %s, %s",
+        len(records),
+        len(df),
+        len(summary),
+        summary.columns.get_level_values(0).nunique(),
+        csv_path,
+        md_path,
+    )
+    return df

