@@ -207,3 +207,10 @@ def test_default_run_evaluates_the_base_model_on_every_task(default_run):
     for name in [f"{t}_bars" for t in tasks] + [f"{t}_per_item" for t in tasks] + ["heatmap"]:
         for ext in ("png", "svg"):
             assert (default_run / "results/figures" / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_html_report_bundles_tables_and_figures(default_run):
+    report = default_run / "results" / "report.html"
+    run_snakemake("--configfile", CONFIG, "--directory", str(default_run), "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert "heatmap.png" in html and "summary.md" in html and "news_bars.svg" in html
