@@ -1,6 +1,7 @@
 """Helpers for rules/*.smk (config validation, param lookups); this file defines no rules."""
 
 import os
+import re
 
 from adapterflow.config import load_schema, validate_config
 
@@ -49,19 +50,50 @@ def evaluation_block():
     return sorted_block(config.get("evaluation", {}))
 
 
-def run_info(run):
-    """What a run evaluates: `base` is the pretrained model without any adapter."""
+RUN_PATTERN = re.compile(r"^(?P<stages>[^/+]+(\+[^/+]+)?)-seed(?P<seed>\d+)$")
+
+
+def adapter_dir(model, stages, seed):
+    """Where train_adapter writes an adapter: stage 1 is shared by every experiment that uses
+    the same model and stage-1 name; stage 2 lives under `{stage1}+{stage2}`."""
+    return f"results/adapters/{model}/{stages}/seed{seed}"
+
+
+def run_info(model, run):
+    """What a run evaluates: `base` is the pretrained model; `{stage1}-seed{s}` and
+    `{stage1}+{stage2}-seed{s}` are the adapters trained with seed s."""
     if run == "base":
         return {"adapter": None, "name": "base", "seed": None, "stage": "base"}
-    raise ValueError(f"unknown run {run!r}")
+    match = RUN_PATTERN.match(run)
+    if not match:
+        raise ValueError(f"unknown run {run!r}")
+    stages, seed = match["stages"], int(match["seed"])
+    return {
+        "adapter": adapter_dir(model, stages, seed),
+        "name": run,
+        "seed": seed,
+        "stage": "stage2" if "+" in stages else "stage1",
+    }
+
+
+def experiment_runs(experiment):
+    """The runs of an experiment: base, then stage 1 and stage 1+2 for every seed."""
+    runs = ["base"]
+    for seed in experiment["seeds"]:
+        if experiment.get("stage1"):
+            runs.append(f"{experiment['stage1']}-seed{seed}")
+        if experiment.get("stage2"):
+            runs.append(f"{experiment['stage1']}+{experiment['stage2']}-seed{seed}")
+    return runs
 
 
 def evaluation_targets():
     """Every (model, run, task) that some experiment evaluates."""
     targets = set()
     for experiment in config["experiments"].values():
-        for task in experiment["evaluate"]:
-            targets.add((experiment["model"], "base", task))
+        for run in experiment_runs(experiment):
+            for task in experiment["evaluate"]:
+                targets.add((experiment["model"], run, task))
     return sorted(targets)
 
 
@@ -76,10 +108,21 @@ def eval_outputs(suffix):
     ]
 
 
+def run_inputs(wildcards):
+    """The adapter a run evaluates (nothing for the base model)."""
+    adapter = run_info(wildcards.model, wildcards.run)["adapter"]
+    return {"adapter": adapter} if adapter else {}
+
+
+def embed_inputs(wildcards):
+    return {"dataset": f"results/clean/{wildcards.dataset}", **run_inputs(wildcards)}
+
+
 def evaluate_inputs(wildcards):
-    """The prepared dataset, plus the cached corpus embeddings for corpus-level tasks."""
+    """The prepared dataset and the run's adapter, plus the cached corpus embeddings for
+    corpus-level tasks."""
     task = config["tasks"][wildcards.task]
-    inputs = {"dataset": f"results/clean/{task['dataset']}"}
+    inputs = {"dataset": f"results/clean/{task['dataset']}", **run_inputs(wildcards)}
     if task["kind"] in CORPUS_KINDS:
         inputs["embeddings"] = (
             f"results/embeddings/{wildcards.model}/{wildcards.run}/{task['dataset']}.npz"

@@ -1,6 +1,6 @@
 rule embed_corpus:
     input:
-        dataset="results/clean/{dataset}",
+        unpack(embed_inputs),
     output:
         "results/embeddings/{model}/{run}/{dataset}.npz",
     log:
@@ -16,7 +16,7 @@ rule embed_corpus:
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         model=lambda wc: model_block(wc.model),
-        run=lambda wc: run_info(wc.run),
+        run=lambda wc: run_info(wc.model, wc.run),
         evaluation=evaluation_block(),
     script:
         "../scripts/embed_corpus.py"
@@ -42,7 +42,7 @@ rule evaluate:
     params:
         task=lambda wc: task_block(wc.task),
         model=lambda wc: model_block(wc.model),
-        run=lambda wc: run_info(wc.run),
+        run=lambda wc: run_info(wc.model, wc.run),
         evaluation=evaluation_block(),
     script:
         "../scripts/evaluate.py"

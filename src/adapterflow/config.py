@@ -99,7 +99,33 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
                 f"tasks.{name}.dataset: {task['dataset']!r} is not defined under datasets "
                 f"(defined: {', '.join(sorted(datasets))})"
             )
+    pairs, triplets = config.get("pairs", {}), config.get("triplets", {})
+    stages = config.get("stages", {})
+    for name, block in pairs.items():
+        if block["dataset"] not in datasets:
+            yield f"pairs.{name}.dataset: {block['dataset']!r} is not defined under datasets"
+    for name, block in triplets.items():
+        if block["pairs"] not in pairs:
+            yield f"triplets.{name}.pairs: {block['pairs']!r} is not defined under pairs"
+        if block["strategy"] == "dense" and block.get("model") not in models:
+            yield (
+                f"triplets.{name}.model: dense mining needs a model defined under models, "
+                f"got {block.get('model')!r}"
+            )
+        if block.get("corpus") is not None and block["corpus"] not in datasets:
+            yield f"triplets.{name}.corpus: {block['corpus']!r} is not defined under datasets"
+    for name, block in stages.items():
+        if block["triplets"] not in triplets:
+            yield f"stages.{name}.triplets: {block['triplets']!r} is not defined under triplets"
     for name, experiment in config.get("experiments", {}).items():
+        for key in ("stage1", "stage2"):
+            if experiment.get(key) is not None and experiment[key] not in stages:
+                yield (
+                    f"experiments.{name}.{key}: {experiment[key]!r} is not defined under stages "
+                    f"(defined: {', '.join(sorted(stages)) or 'none'})"
+                )
+        if experiment.get("stage2") is not None and experiment.get("stage1") is None:
+            yield f"experiments.{name}.stage2: a stage 2 needs a stage1 to start from"
         if experiment["model"] not in models:
             known = ", ".join(sorted(models)) or "none"
             yield (
