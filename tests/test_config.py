@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -123,3 +124,56 @@ def test_tasks_must_name_a_defined_dataset_and_kind():
         validate_config(config)
     task = validate_config(copy.deepcopy(BASE))["tasks"]["lee50"]
     assert (task["split"], task["threshold"], task["k_values"]) == ("test", None, [1, 5, 10, 100])
+
+
+TRAINING = {
+    "pairs": {"p": {"dataset": "news", "strategy": "qrels"}},
+    "triplets": {"t": {"pairs": "p", "strategy": "bm25"}},
+    "stages": {"s1": {"triplets": "t"}, "s2": {"triplets": "t", "init": "merge"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"stage1": None, "stage2": "s2"}, "stage2: a stage 2 needs a stage1 to start from"),
+        ({"stage1": "s9"}, "experiments.baseline.stage1: 's9' is not defined under stages"),
+        ({"stage1": "s1", "stage2": "s8"}, "stage2: 's8' is not defined under stages"),
+    ],
+)
+def test_stage_references(edit, message):
+    config = {**copy.deepcopy(BASE), **copy.deepcopy(TRAINING)}
+    config["experiments"]["baseline"].update(edit)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("stages.s1.learning_rate", 0, "stages.s1.learning_rate: 0 is less than or equal"),
+        ("stages.s1.learning_rate", -1e-4, "learning_rate: -0.0001 is less than or equal"),
+        ("stages.s1.loss", "triplet", "stages.s1.loss: 'triplet' is not one of"),
+        ("stages.s1.init", "restart", "stages.s1.init: 'restart' is not one of"),
+        ("stages.s1.triplets", "u", "stages.s1.triplets: 'u' is not defined under triplets"),
+        ("triplets.t.strategy", "dense", "triplets.t.model: dense mining needs a model"),
+        ("pairs.p.strategy", "magic", "pairs.p.strategy: 'magic' is not one of"),
+    ],
+)
+def test_training_blocks_are_checked(path, value, message):
+    config = {**copy.deepcopy(BASE), **copy.deepcopy(TRAINING)}
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config)
+
+
+def test_training_defaults():
+    config = validate_config({**copy.deepcopy(BASE), **copy.deepcopy(TRAINING)})
+    stage = config["stages"]["s1"]
+    assert (stage["init"], stage["loss"], stage["scale"]) == ("continue", "mnrl", 20.0)
+    assert stage["lora"] == {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": None}
+    assert config["triplets"]["t"]["k"] == 1
