@@ -33,6 +33,13 @@ from adapterflow.errors import DataError
 from adapterflow.io import read_jsonl, read_tsv, write_jsonl, write_tsv
 
 QRELS_COLUMNS = ["query-id", "corpus-id", "score"]
+
+
+def document_text(doc: dict[str, Any]) -> str:
+    """How a BEIR document is embedded and trained on: ``title text`` (BEIR/MTEB convention)."""
+    return f"{doc.get('title') or ''} {doc['text']}".strip()
+
+
 TRAIN_SPLIT = "train"
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adapterflow.data.layouts import PairSet, RetrievalSet, TripletSet
+from adapterflow.data.layouts import PairSet, RetrievalSet, TripletSet, document_text
 from adapterflow.errors import DataError
 from adapterflow.eval.encode import encode, load_embeddings
 from adapterflow.eval.metrics import (
@@ -57,11 +57,6 @@ KINDS = ("retrieval", "sts", "triplets", "anisotropy")
 CORPUS_KINDS = ("retrieval", "anisotropy")
 MAIN_SCORE = {"sts": "spearman", "triplets": "accuracy", "anisotropy": "mean_cosine"}
 DETAIL_IDS = 10  # top ids kept per query in the per-query file: enough for failure analysis
-
-
-def document_text(doc: Mapping[str, Any]) -> str:
-    """How a BEIR document is embedded: ``title text`` (the BEIR/MTEB convention)."""
-    return f"{doc.get('title') or ''} {doc['text']}".strip()
 
 
 def corpus_texts(dataset_dir: str | Path) -> tuple[list[str], list[str]]:

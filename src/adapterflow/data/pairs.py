@@ -1,0 +1,548 @@
+"""Training pairs ``{"anchor", "positive"}`` from a prepared dataset (rule ``make_pairs``).
+
+A *strategy* turns one layout into pairs; register a new one with :func:`pair_strategy`:
+
+* ``qrels`` — retrieval: query text → each relevant (grade > 0) document, in qrels order;
+* ``title_text`` — retrieval corpus: document title → document text;
+* ``heading_section`` — corpus passages: ``"{title}: {section}"`` → passage text;
+* ``inverse_cloze`` — one sentence of a passage → the passage without it (ICT, Lee et al. 2019);
+* ``first_sentence`` — the first sentence of a passage → the rest of it;
+* ``pairs`` — pass-through of a :class:`~adapterflow.data.layouts.PairSet` split;
+* ``triplets`` — pass-through of a :class:`~adapterflow.data.layouts.TripletSet` split (the
+  rows keep ``"negative"``, always as a list).
+
+Every strategy then applies the same steps: pairs with an empty text or anchor == positive are
+dropped; pairs made from a *held-out* text (any text of an evaluation split, see
+:func:`held_out_texts`) are dropped, so training never sees what is evaluated; texts are cut to
+``max_chars``; exact duplicate rows are dropped; the rows are shuffled with ``seed`` (unless
+``shuffle: false``) and capped at ``max_pairs``. Each drop is counted by reason and logged.
+A document is embedded as ``"title text"`` (:func:`adapterflow.data.layouts.document_text`), so
+qrels positives are exactly what retrieval evaluation embeds.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from adapterflow.data.layouts import RetrievalSet
+    >>> from adapterflow.data.pairs import make_pairs
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = RetrievalSet({
+    ...     "d1": {"_id": "d1", "title": "Cats", "text": "Cats purr. They sleep a lot."},
+    ...     "d2": {"_id": "d2", "title": "", "text": "Untitled notes."},
+    ... }).write(root)
+    >>> rows, dropped = make_pairs(root, "title_text")
+    >>> rows, dict(dropped)
+    ([{'anchor': 'Cats', 'positive': 'Cats purr. They sleep a lot.'}], {'no_title': 1})
+    >>> make_pairs(root, "first_sentence")[0]
+    [{'anchor': 'Cats purr.', 'positive': 'They sleep a lot.'}]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from adapterflow.data.layouts import (
+    LAYOUTS,
+    PairSet,
+    RetrievalSet,
+    TripletSet,
+    detect_layout,
+    document_text,
+)
+from adapterflow.errors import ConfigError, DataError
+from adapterflow.io import atomic_file, read_jsonl, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+#: A strategy yields ``(row, sources)``: the pair and every original text it was made from
+#: (so a pair cut out of a held-out passage is caught even though neither of its texts is).
+Candidate = tuple[dict[str, Any], tuple[str, ...]]
+Strategy = Callable[[Path, Mapping[str, Any], int, Counter], Iterator[Candidate]]
+
+#: Options every strategy accepts; each strategy adds its own in :func:`pair_strategy`.
+COMMON_OPTIONS = frozenset({"max_chars", "shuffle"})
+
+
+@dataclass(frozen=True)
+class _Registered:
+    fn: Strategy
+    options: frozenset[str]
+
+
+STRATEGIES: dict[str, _Registered] = {}
+
+
+def pair_strategy(name: str, options: Iterable[str] = ()) -> Callable[[Strategy], Strategy]:
+    """Register ``fn(dataset_dir, options, seed, dropped) -> iterator of (row, sources)`` under a
+    strategy name used in config; ``options`` names the strategy's own option keys (a key no
+    strategy knows is a config error, not silently ignored)."""
+
+    def register(fn: Strategy) -> Strategy:
+        STRATEGIES[name] = _Registered(fn, frozenset(options))
+        return fn
+
+    return register
+
+
+# --- sentences ---------------------------------------------------------------------------------
+
+# A sentence ends at . ! ? … (plus closing quotes/brackets) followed by whitespace, at a danda
+# or a CJK full stop (no space needed), or at a line break.
+_BOUNDARY = re.compile(r"""([.!?…]+["'”’)\]]*)\s+|([।॥。！？]+["'”’」』)]*)\s*|\s*\n\s*""")
+_NEXT_STARTS_SENTENCE = re.compile(r"""["'“‘(\[]*[^\W_a-z]""")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr vs e.g i.e cf fig no nos vol pp al approx ca".split()
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split ``text`` into sentences with a small rule-based splitter (no model, no download).
+
+    A boundary is ``. ! ? …`` (with any closing quotes or brackets) followed by whitespace and
+    a word that does not start in lower case, a danda or CJK full stop, or a line break.
+    Known limits: abbreviations outside a short list (``Dr.``, ``e.g.``, ``vs.``, ...) and
+    initials (``J. R. R. Tolkien``, caught only as single capitals) may split a sentence;
+    sentences that start in lower case or without terminal punctuation are not split; decimal
+    numbers and URLs are safe (no whitespace after the dot).
+
+    Example:
+        >>> from adapterflow.data.pairs import split_sentences
+        >>> split_sentences('Dr. Smith arrived. "Hello!" he said. It was 3.5 km away.\\nNew line')
+        ['Dr. Smith arrived.', '"Hello!" he said.', 'It was 3.5 km away.', 'New line']
+        >>> split_sentences("Rāma went. सीता गता। वनं गता।")
+        ['Rāma went.', 'सीता गता।', 'वनं गता।']
+    """
+    sentences: list[str] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        if match.group(1):
+            before = text[start : match.start(1)].rsplit(None, 1)
+            word = before[-1].lower() if before else ""
+            if (
+                not _NEXT_STARTS_SENTENCE.match(text, match.end())
+                or word in _ABBREVIATIONS
+                or (len(word) == 1 and word.isalpha() and match.group(1) == ".")
+            ):
+                continue
+            end = match.end(1)
+        elif match.group(2):
+            end = match.end(2)
+        else:
+            end = match.start()
+        if piece := text[start:end].strip():
+            sentences.append(piece)
+        start = match.end()
+    if tail := text[start:].strip():
+        sentences.append(tail)
+    return sentences
+
+
+# --- strategies --------------------------------------------------------------------------------
+
+
+def _document_text(doc: Mapping[str, Any]) -> str:
+    return document_text(dict(doc))
+
+
+def _read(dataset_dir: Path, cls: type, strategy: str) -> Any:
+    layout = detect_layout(dataset_dir)
+    if layout != cls.layout:
+        raise DataError(
+            dataset_dir,
+            f"strategy {strategy!r} needs a {cls.layout} dataset, got a {layout} dataset",
+            field="strategy",
+        )
+    return cls.read(dataset_dir)
+
+
+def _split(dataset_dir: Path, splits: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
+    name = str(options.get("split", "train"))
+    if name not in splits:
+        have = ", ".join(sorted(splits)) or "none"
+        raise DataError(dataset_dir, f"no split {name!r} (splits: {have})", field="split")
+    return splits[name]
+
+
+@pair_strategy("qrels", options={"split"})
+def _qrels(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
+    """Query → each document judged relevant (grade > 0) in the split."""
+    data = _read(dataset_dir, RetrievalSet, "qrels")
+    for qid, docs in _split(dataset_dir, data.qrels, options).items():
+        query = data.queries[qid]["text"]
+        for did, grade in docs.items():
+            if grade <= 0:
+                dropped["not_relevant"] += 1
+                continue
+            doc = data.corpus[did]
+            positive = _document_text(doc)
+            yield {"anchor": query, "positive": positive}, (query, positive, doc["text"])
+
+
+@pair_strategy("title_text")
+def _title_text(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
+    """Document title → document text (without the title)."""
+    data = _read(dataset_dir, RetrievalSet, "title_text")
+    for doc in data.corpus.values():
+        title = (doc.get("title") or "").strip()
+        if not title:
+            dropped["no_title"] += 1
+            continue
+        yield {"anchor": title, "positive": doc["text"]}, _doc_sources(doc)
+
+
+@pair_strategy("heading_section", options={"require_section"})
+def _heading_section(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
+    """``"{title}: {section}"`` (the title alone without a section) → passage text."""
+    data = _read(dataset_dir, RetrievalSet, "heading_section")
+    require_section = bool(options.get("require_section", False))
+    for doc in data.corpus.values():
+        title = (doc.get("title") or "").strip()
+        section = str(doc.get("section") or "").strip()
+        if require_section and not section:
+            dropped["no_section"] += 1
+            continue
+        if not title:
+            dropped["no_title"] += 1
+            continue
+        heading = f"{title}: {section}" if section else title
+        yield {"anchor": heading, "positive": doc["text"]}, _doc_sources(doc)
+
+
+@pair_strategy("inverse_cloze", options={"keep_probability"})
+def _inverse_cloze(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
+    """One sentence → the passage without it; with ``keep_probability`` the sentence stays in
+    (Lee et al. keep it 10 % of the time, so the model also learns plain word overlap)."""
+    data = _read(dataset_dir, RetrievalSet, "inverse_cloze")
+    keep_probability = float(options.get("keep_probability", 0.0))
+    if not 0.0 <= keep_probability <= 1.0:
+        raise ConfigError(f"inverse_cloze: keep_probability {keep_probability} is not in [0, 1]")
+    for position, doc in enumerate(data.corpus.values()):
+        sentences = split_sentences(doc["text"])
+        if len(sentences) < 2:
+            dropped["too_few_sentences"] += 1
+            continue
+        # One generator per passage: a passage's pair does not depend on the passages before it.
+        rng = random.Random(seed + position)
+        chosen = rng.randrange(len(sentences))
+        kept = keep_probability > 0 and rng.random() < keep_probability
+        rest = sentences if kept else sentences[:chosen] + sentences[chosen + 1 :]
+        yield {"anchor": sentences[chosen], "positive": " ".join(rest)}, _doc_sources(doc)
+
+
+@pair_strategy("first_sentence")
+def _first_sentence(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
+    """First sentence of a passage → the rest of the passage."""
+    data = _read(dataset_dir, RetrievalSet, "first_sentence")
+    for doc in data.corpus.values():
+        sentences = split_sentences(doc["text"])
+        if len(sentences) < 2:
+            dropped["too_few_sentences"] += 1
+            continue
+        yield {"anchor": sentences[0], "positive": " ".join(sentences[1:])}, _doc_sources(doc)
+
+
+@pair_strategy("pairs", options={"split", "min_score"})
+def _pairs(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
+    """sentence1 → sentence2 of a scored pair split; ``min_score`` keeps pairs scored ≥ it."""
+    data = _read(dataset_dir, PairSet, "pairs")
+    min_score = options.get("min_score")
+    for row in _split(dataset_dir, data.splits, options):
+        if min_score is not None and row["score"] < float(min_score):
+            dropped["below_min_score"] += 1
+            continue
+        texts = (row["sentence1"], row["sentence2"])
+        yield {"anchor": texts[0], "positive": texts[1]}, texts
+
+
+@pair_strategy("triplets", options={"split"})
+def _triplets(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
+    """Triplets as they are; ``negative`` becomes a list."""
+    data = _read(dataset_dir, TripletSet, "triplets")
+    for row in _split(dataset_dir, data.splits, options):
+        negatives = row["negative"] if isinstance(row["negative"], list) else [row["negative"]]
+        out = {"anchor": row["anchor"], "positive": row["positive"], "negative": list(negatives)}
+        yield out, (row["anchor"], row["positive"], *negatives)
+
+
+def _doc_sources(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    return (doc["text"], _document_text(doc))
+
+
+# --- the common pipeline -----------------------------------------------------------------------
+
+
+def truncate(text: str, max_chars: int | None) -> str:
+    """Cut ``text`` to at most ``max_chars`` characters, at a word boundary when one lies in the
+    second half of the cut.
+
+    Example:
+        >>> from adapterflow.data.pairs import truncate
+        >>> truncate("the quick brown fox", 12), truncate("abcdef", 3), truncate("short", None)
+        ('the quick', 'abc', 'short')
+    """
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip()
+
+
+def make_pairs(
+    dataset_dir: str | os.PathLike[str],
+    strategy: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    held_out: AbstractSet[str] = frozenset(),
+    seed: int = 0,
+    max_pairs: int | None = None,
+) -> tuple[list[dict[str, Any]], Counter]:
+    """Training rows made from the prepared dataset at ``dataset_dir`` with ``strategy``, and
+    the number of rows dropped per reason.
+
+    ``options`` are the strategy's own (see the module docstring and each strategy) plus
+    ``max_chars`` (cut anchor, positive and negatives to this many characters; default: no
+    cut) and ``shuffle`` (default true; ``false`` keeps source order, which positional
+    negative mining needs). ``held_out`` holds texts that must not be trained on: a pair
+    whose anchor, positive (or negative) or any text it was made from is in it is dropped.
+    Rows are shuffled with ``random.Random(seed)`` and capped at ``max_pairs``; the same
+    arguments always give the same rows. Raises :class:`~adapterflow.errors.DataError` when no
+    row is left.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from adapterflow.data.layouts import PairSet
+        >>> from adapterflow.data.pairs import make_pairs
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = PairSet({"train": [{"sentence1": "a cat", "sentence2": "a kitten", "score": 0.9},
+        ...                        {"sentence1": "a dog", "sentence2": "tax law", "score": 0.1},
+        ...                        {"sentence1": "rain", "sentence2": "a storm", "score": 0.7}]}
+        ...             ).write(root)
+        >>> rows, dropped = make_pairs(root, "pairs", options={"min_score": 0.5},
+        ...                            held_out={"a storm"})
+        >>> rows, sorted(dropped.items())
+        ([{'anchor': 'a cat', 'positive': 'a kitten'}], [('below_min_score', 1), ('held_out', 1)])
+    """
+    dataset_dir = Path(dataset_dir)
+    options = dict(options or {})
+    if strategy not in STRATEGIES:
+        known = ", ".join(sorted(STRATEGIES))
+        raise ConfigError(f"unknown pairs strategy {strategy!r}; known: {known}")
+    registered = STRATEGIES[strategy]
+    unknown = set(options) - registered.options - COMMON_OPTIONS
+    if unknown:
+        allowed = ", ".join(sorted(registered.options | COMMON_OPTIONS))
+        raise ConfigError(
+            f"pairs strategy {strategy!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {allowed}"
+        )
+    max_chars = options.get("max_chars")
+    max_chars = None if max_chars is None else int(max_chars)
+    if max_chars is not None and max_chars < 1:
+        raise ConfigError(f"pairs: max_chars must be at least 1, got {max_chars}")
+    if max_pairs is not None and max_pairs < 1:
+        raise ConfigError(f"pairs: max_pairs must be at least 1, got {max_pairs}")
+
+    started = time.perf_counter()
+    dropped: Counter = Counter()
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, ...]] = set()
+    truncated = 0
+    candidates = registered.fn(dataset_dir, options, seed, dropped)
+    for row, sources in tqdm(candidates, desc=f"make_pairs {strategy}", unit="pair"):
+        negatives = row.get("negative", [])
+        if not row["anchor"].strip() or not row["positive"].strip():
+            dropped["empty"] += 1
+            continue
+        if row["anchor"] == row["positive"]:
+            dropped["same_text"] += 1
+            continue
+        if held_out and not held_out.isdisjoint(
+            (row["anchor"], row["positive"], *negatives, *sources)
+        ):
+            dropped["held_out"] += 1
+            continue
+        if max_chars is not None:
+            cut = {key: _cut(value, max_chars) for key, value in row.items()}
+            truncated += cut != row
+            row = cut
+        key = (row["anchor"], row["positive"], *row.get("negative", []))
+        if key in seen:
+            dropped["duplicate"] += 1
+            continue
+        seen.add(key)
+        rows.append(row)
+
+    shuffle = bool(options.get("shuffle", True))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(rows)
+    if max_pairs is not None and len(rows) > max_pairs:
+        dropped["over_max_pairs"] = len(rows) - max_pairs
+        if shuffle:
+            rows = rows[:max_pairs]
+        else:
+            # A random subset that keeps source order.
+            keep = sorted(rng.sample(range(len(rows)), max_pairs))
+            rows = [rows[i] for i in keep]
+    seconds = time.perf_counter() - started
+    total = len(rows) + sum(dropped.values())
+    logger.info(
+        "make_pairs %s: %d rows from %s in %.1f s (%.0f candidates/s); dropped: %s; "
+        "truncated (max_chars=%s): %d",
+        strategy,
+        len(rows),
+        dataset_dir,
+        seconds,
+        total / max(seconds, 1e-9),
+        format_counts(dropped),
+        max_chars,
+        truncated,
+    )
+    if not rows:
+        raise DataError(
+            dataset_dir,
+            f"strategy {strategy!r} left no pairs (dropped: {format_counts(dropped)})",
+            field="strategy",
+        )
+    return rows, dropped
+
+
+def _cut(value: Any, max_chars: int) -> Any:
+    if isinstance(value, list):
+        return [truncate(v, max_chars) for v in value]
+    return truncate(value, max_chars)
+
+
+def format_counts(counts: Mapping[str, int]) -> str:
+    """``reason=count`` pairs, sorted, for one-line logs (``none`` when empty).
+
+    Example:
+        >>> from adapterflow.data.pairs import format_counts
+        >>> format_counts({"held_out": 2, "duplicate": 1}), format_counts({})
+        ('duplicate=1, held_out=2', 'none')
+    """
+    items = [f"{key}={value}" for key, value in sorted(counts.items()) if value]
+    return ", ".join(items) or "none"
+
+
+# --- held-out texts ----------------------------------------------------------------------------
+
+
+def held_out_texts(dataset_dir: str | os.PathLike[str], split: str) -> set[str]:
+    """Every text of split ``split`` of a prepared dataset of any layout: retrieval — the
+    split's queries and each judged document (any grade) as embedded (``"title text"``) and as
+    raw text; pairs — both sentences; triplets — anchor, positive and negatives.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from adapterflow.data.layouts import RetrievalSet
+        >>> from adapterflow.data.pairs import held_out_texts
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = RetrievalSet({"d1": {"_id": "d1", "title": "T", "text": "body"},
+        ...                   "d2": {"_id": "d2", "title": "", "text": "other"}},
+        ...                  {"q1": {"_id": "q1", "text": "query"}},
+        ...                  {"test": {"q1": {"d1": 1}}}).write(root)
+        >>> sorted(held_out_texts(root, "test"))
+        ['T body', 'body', 'query']
+    """
+    dataset_dir = Path(dataset_dir)
+    data = LAYOUTS[detect_layout(dataset_dir)].read(dataset_dir)
+    texts: set[str] = set()
+    if isinstance(data, RetrievalSet):
+        for qid, docs in _split(dataset_dir, data.qrels, {"split": split}).items():
+            texts.add(data.queries[qid]["text"])
+            for did in docs:
+                texts.update(_doc_sources(data.corpus[did]))
+    elif isinstance(data, PairSet):
+        for row in _split(dataset_dir, data.splits, {"split": split}):
+            texts.update((row["sentence1"], row["sentence2"]))
+    else:
+        for row in _split(dataset_dir, data.splits, {"split": split}):
+            negative = row["negative"]
+            texts.update((row["anchor"], row["positive"]))
+            texts.update(negative if isinstance(negative, list) else [negative])
+    return texts
+
+
+def held_out_from_splits(
+    held_out_splits: Iterable[Sequence[str]],
+    declared: Iterable[str | os.PathLike[str]] | None = None,
+) -> set[str]:
+    """The union of :func:`held_out_texts` over ``[dataset_dir, split]`` pairs.
+
+    ``declared`` are the directories a Snakemake rule lists as ``input.held_out``: each
+    held-out directory must be one of them, or Snakemake would not wait for it to be prepared
+    (and would not rerun the job when it changes).
+
+    Example:
+        >>> from adapterflow.data.pairs import held_out_from_splits
+        >>> held_out_from_splits([])
+        set()
+        >>> held_out_from_splits([["results/clean/news", "test"]], declared=[])
+        Traceback (most recent call last):
+        ...
+        adapterflow.errors.ConfigError: held-out dataset results/clean/news is not among the \
+declared inputs (none)
+    """
+    declared_dirs = None if declared is None else {os.path.normpath(d) for d in declared}
+    texts: set[str] = set()
+    for entry in held_out_splits:
+        if isinstance(entry, str) or len(entry) != 2:
+            raise ConfigError(f"held-out split must be [dataset_dir, split], got {entry!r}")
+        directory, split = str(entry[0]), str(entry[1])
+        if declared_dirs is not None and os.path.normpath(directory) not in declared_dirs:
+            raise ConfigError(
+                f"held-out dataset {directory} is not among the declared inputs "
+                f"({', '.join(sorted(declared_dirs)) or 'none'})"
+            )
+        texts |= held_out_texts(directory, split)
+    return texts
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def write_pairs(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write rows as JSONL atomically (complete or absent, even if the job is killed); return
+    the row count.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from adapterflow.data.pairs import read_pairs, write_pairs
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "pairs" / "toy.jsonl"
+        >>> write_pairs(path, [{"anchor": "a", "positive": "b"}])
+        1
+        >>> read_pairs(path)
+        [{'anchor': 'a', 'positive': 'b'}]
+    """
+    with atomic_file(path) as tmp:
+        return write_jsonl(tmp, rows)
+
+
+def read_pairs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a pairs/triplets JSONL file: ``anchor`` and ``positive`` strings, optional
+    ``negative`` (a string or a list of strings); :class:`DataError` names the first bad line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    rows = []
+    for number, row in read_jsonl(path, {"anchor": str, "positive": str}):
+        if "negative" in row:
+            TripletSet.check_row(path, number, row)
+            if not isinstance(row["negative"], (str, list)):
+                raise DataError(path, "expected str or list", line=number, field="negative")
+        rows.append(row)
+    return rows

@@ -1,0 +1,123 @@
+"""scripts/make_pairs.py run as a user would: from the command line and as a Snakemake rule."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from adapterflow.data.layouts import PairSet, RetrievalSet
+
+from conftest import BIN, REPO
+
+SCRIPT = REPO / "scripts" / "make_pairs.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def write_pairset(root):
+    PairSet(
+        {
+            "train": [
+                {"sentence1": f"sentence {i}", "sentence2": f"paraphrase {i}", "score": 0.9}
+                for i in range(6)
+            ],
+            "test": [{"sentence1": "sentence 0", "sentence2": "unrelated", "score": 0.1}],
+        }
+    ).write(root)
+    return root
+
+
+def read_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_pairs_without_held_out_texts(tmp_path):
+    data = write_pairset(tmp_path / "clean" / "sts")
+    out = tmp_path / "pairs" / "sts.jsonl"
+    log = tmp_path / "logs" / "make_pairs.log"
+    block = {"dataset": "sts", "strategy": "pairs", "options": {}, "max_pairs": 4, "seed": 1}
+    result = run(
+        *("--dataset", str(data), "--out", str(out), "--pairs", json.dumps(block)),
+        *("--held-out", str(data), "test", "--log", str(log)),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == 4 and {"anchor": "sentence 0", "positive": "paraphrase 0"} not in rows
+    assert all(set(row) == {"anchor", "positive"} for row in rows)
+    assert "make_pairs pairs: 4 rows" in log.read_text()
+    assert "held_out=1, over_max_pairs=1" in log.read_text()
+
+
+def test_qrels_from_a_yaml_block(tmp_path):
+    data = tmp_path / "clean" / "docs"
+    RetrievalSet(
+        {"d1": {"_id": "d1", "title": "T", "text": "body one"}, "d2": {"_id": "d2", "text": "two"}},
+        {"q1": {"_id": "q1", "text": "query one"}, "q2": {"_id": "q2", "text": "query two"}},
+        {"train": {"q1": {"d1": 1}, "q2": {"d2": 1}}, "test": {"q2": {"d2": 1}}},
+    ).write(data)
+    block = tmp_path / "pairs.yaml"
+    block.write_text("dataset: docs\nstrategy: qrels\noptions: {split: train, shuffle: false}\n")
+    out = tmp_path / "pairs" / "docs.jsonl"
+    result = run(
+        *("--dataset", str(data), "--out", str(out), "--pairs", str(block)),
+        *("--held-out", str(data), "test"),
+    )
+    assert result.returncode == 0, result.stderr
+    # A document is embedded as "title text"; query two is a test query.
+    assert read_rows(out) == [{"anchor": "query one", "positive": "T body one"}]
+
+
+def test_bad_input_exits_with_one_error_line_and_no_output(tmp_path):
+    data = write_pairset(tmp_path / "clean" / "sts")
+    bad = data / "pairs" / "train.jsonl"
+    bad.write_text(bad.read_text() + '{"sentence1": "a", "sentence2": "b", "score": 7}\n')
+    out = tmp_path / "pairs" / "sts.jsonl"
+    block = json.dumps({"dataset": "sts", "strategy": "pairs"})
+    result = run("--dataset", str(data), "--out", str(out), "--pairs", block)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1] == f"error: {bad}:7: field 'score': 7 outside [0, 1]"
+    )
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_snakemake_rule(tmp_path):
+    """The names the rule passes: input.dataset, input.held_out, params.pairs,
+    params.held_out_splits, output[0], log[0]."""
+    write_pairset(tmp_path / "clean" / "sts")
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent(
+            f"""
+            rule make_pairs:
+                input:
+                    dataset="clean/sts",
+                    held_out=["clean/sts"],
+                output:
+                    "pairs/sts.jsonl",
+                log:
+                    "logs/make_pairs/sts.log",
+                params:
+                    pairs={{"dataset": "sts", "strategy": "pairs", "seed": 0}},
+                    held_out_splits=[["clean/sts", "test"]],
+                script:
+                    "{SCRIPT}"
+            """
+        )
+    )
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(read_rows(tmp_path / "pairs" / "sts.jsonl")) == 5
+    assert "held_out=1" in (tmp_path / "logs" / "make_pairs" / "sts.log").read_text()

