@@ -15,6 +15,8 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/triplets.smk"
+include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
 
@@ -24,6 +26,10 @@ wildcard_constraints:
     model="|".join(MODELS),
     task="|".join(TASKS),
     run="[^/]+",
+    stages="[^/]+",
+    seed=r"\d+",
+    pairs="|".join(sorted(config["pairs"])) or "$^",
+    triplets="|".join(sorted(config["triplets"])) or "$^",
 
 
 rule all:

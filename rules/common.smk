@@ -109,9 +109,16 @@ def eval_outputs(suffix):
 
 
 def run_inputs(wildcards):
-    """The adapter a run evaluates (nothing for the base model)."""
-    adapter = run_info(wildcards.model, wildcards.run)["adapter"]
-    return {"adapter": adapter} if adapter else {}
+    """The adapter a run evaluates (nothing for the base model); a merge-mode stage-2 adapter
+    also needs the stage-1 adapter merged under it."""
+    info = run_info(wildcards.model, wildcards.run)
+    if not info["adapter"]:
+        return {}
+    inputs = {"adapter": info["adapter"]}
+    stages = RUN_PATTERN.match(wildcards.run)["stages"].split("+")
+    if len(stages) == 2 and config["stages"][stages[1]]["init"] == "merge":
+        inputs["stage1"] = adapter_dir(wildcards.model, stages[0], info["seed"])
+    return inputs
 
 
 def embed_inputs(wildcards):
@@ -151,3 +158,67 @@ def all_outputs():
         targets += figure_outputs("bars") + figure_outputs("per_item")
         targets += figure_outputs("heatmap")
     return targets
+
+
+def held_out_splits():
+    """[dataset dir, split] of every evaluated task's split: training pairs and triplets must
+    contain none of their texts (anisotropy scores a whole corpus and holds nothing out).
+    """
+    splits = set()
+    for _, _, task in evaluation_targets():
+        block = config["tasks"][task]
+        if block["kind"] != "anisotropy":
+            splits.add((f"results/clean/{block['dataset']}", block["split"]))
+    return [list(pair) for pair in sorted(splits)]
+
+
+def held_out_dirs():
+    return sorted({directory for directory, _ in held_out_splits()})
+
+
+def pairs_block(name):
+    return sorted_block(config["pairs"][name])
+
+
+def triplets_block(name):
+    return sorted_block(config["triplets"][name])
+
+
+def mine_inputs(wildcards):
+    """The pairs, the evaluation splits to hold out, and an optional extra candidate corpus."""
+    block = config["triplets"][wildcards.triplets]
+    inputs = {
+        "pairs": f"results/pairs/{block['pairs']}.jsonl",
+        "held_out": held_out_dirs(),
+    }
+    if block.get("corpus"):
+        inputs["corpus"] = f"results/clean/{block['corpus']}"
+    return inputs
+
+
+def mining_model(wildcards):
+    """The model block dense mining embeds with (None for the other strategies)."""
+    block = config["triplets"][wildcards.triplets]
+    return model_block(block["model"]) if block["strategy"] == "dense" else None
+
+
+def stage_block(stages):
+    """The config block of the stage an adapter directory trains: the last name in
+    `{stage1}` or `{stage1}+{stage2}`."""
+    return sorted_block(config["stages"][stages.split("+")[-1]])
+
+
+def tokenize_max_length(wildcards):
+    """Tokens per text: the triplets' max_length, else the model's max_seq_length."""
+    length = config["triplets"][wildcards.triplets].get("max_length")
+    return length or config["models"][wildcards.model]["max_seq_length"]
+
+
+def train_inputs(wildcards):
+    """The stage's tokenized triplets, and for stage 2 the stage-1 adapter it starts from."""
+    stage = config["stages"][wildcards.stages.split("+")[-1]]
+    inputs = {"triplets": f"results/tokenized/{wildcards.model}/{stage['triplets']}"}
+    if "+" in wildcards.stages:
+        stage1 = wildcards.stages.split("+")[0]
+        inputs["stage1"] = adapter_dir(wildcards.model, stage1, wildcards.seed)
+    return inputs

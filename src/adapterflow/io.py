@@ -148,6 +148,9 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700 directories
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -166,6 +169,10 @@ def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp creates 0600 files; results are meant to be shared like any other file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

