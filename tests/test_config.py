@@ -134,6 +134,13 @@ TRAINING = {
 }
 
 
+def with_training() -> dict:
+    """The default config with the small training blocks above in place of its own."""
+    config = {**copy.deepcopy(BASE), **copy.deepcopy(TRAINING)}
+    config["experiments"]["baseline"].update(stage1="s1", stage2="s2")
+    return config
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -143,7 +150,7 @@ TRAINING = {
     ],
 )
 def test_stage_references(edit, message):
-    config = {**copy.deepcopy(BASE), **copy.deepcopy(TRAINING)}
+    config = with_training()
     config["experiments"]["baseline"].update(edit)
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_config(config)
@@ -162,7 +169,7 @@ def test_stage_references(edit, message):
     ],
 )
 def test_training_blocks_are_checked(path, value, message):
-    config = {**copy.deepcopy(BASE), **copy.deepcopy(TRAINING)}
+    config = with_training()
     *parents, last = path.split(".")
     node = config
     for key in parents:
@@ -173,7 +180,7 @@ def test_training_blocks_are_checked(path, value, message):
 
 
 def test_training_defaults():
-    config = validate_config({**copy.deepcopy(BASE), **copy.deepcopy(TRAINING)})
+    config = validate_config(with_training())
     stage = config["stages"]["s1"]
     assert (stage["init"], stage["loss"], stage["scale"]) == ("continue", "mnrl", 20.0)
     assert stage["lora"] == {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": None}
