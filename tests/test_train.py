@@ -486,8 +486,13 @@ def test_stage2_merge_trains_a_fresh_adapter_on_the_merged_base(work, tokenized,
     model.load_adapter(str(out))
     stage2_embeddings = encode(model, PROBE, show_progress=False)
     assert np.abs(stage2_embeddings - stage1_embeddings).max() > 1e-4
-    # Without the merged stage 1 the same adapter embeds differently: the manifest matters.
-    unmerged = encode(load_encoder(MINILM, adapter=out, device="cpu"), PROBE, show_progress=False)
+    # load_encoder follows the manifest; a plain load of the same adapter without the merged
+    # stage 1 embeds differently: the manifest matters.
+    reloaded = encode(load_encoder(MINILM, adapter=out, device="cpu"), PROBE, show_progress=False)
+    np.testing.assert_allclose(reloaded, stage2_embeddings, atol=1e-5)
+    plain = load_encoder(MINILM, device="cpu")
+    plain.load_adapter(str(out))
+    unmerged = encode(plain, PROBE, show_progress=False)
     assert np.abs(unmerged - stage2_embeddings).max() > 1e-3
 
 
