@@ -7,13 +7,14 @@ Command line (same as the rule):
 
 import argparse
 import logging
-import sys
 
+from adapterflow.cli import as_list, running
 from adapterflow.errors import AdapterflowError
-from adapterflow.logs import setup_logging
 from adapterflow.report.tables import write_tables
 
 logger = logging.getLogger("adapterflow.scripts.aggregate")
+# Errors reported as one line; pandas and the table checks raise ValueError for bad tables.
+ERRORS = (AdapterflowError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,25 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--md", required=True, help="Markdown summary to write")
     parser.add_argument("--log", default=None, help="log file (stderr always gets the log too)")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
+    with running(args.log, rule=False, logger=logger, errors=ERRORS):
         write_tables(args.evals, args.csv, args.md)
-    except (AdapterflowError, ValueError) as err:
-        logger.error("%s", err)
-        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0] if snakemake.log else None)
-        try:
-            # A named input of one file is a plain string, not a list.
-            evals = snakemake.input.evals
-            evals = [evals] if isinstance(evals, str) else list(evals)
-            write_tables(evals, snakemake.output.csv, snakemake.output.md)
-        except (AdapterflowError, ValueError) as err:
-            # One readable line in the rule's log; the traceback follows on Snakemake's stderr.
-            logger.error("%s", err)
-            raise
+        with running(snakemake.log, rule=True, logger=logger, errors=ERRORS):
+            write_tables(as_list(snakemake.input.evals), snakemake.output.csv, snakemake.output.md)
     else:
         main()

@@ -7,13 +7,10 @@ Command line (same as the rule):
 """
 
 import argparse
-import json
 import logging
-import sys
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.cli import block_arg, running
 from adapterflow.eval.evaluate import embed_corpus
-from adapterflow.logs import setup_logging
 
 logger = logging.getLogger("embed_corpus")
 
@@ -21,31 +18,29 @@ logger = logging.getLogger("embed_corpus")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="prepared retrieval dataset directory")
-    parser.add_argument("--model", required=True, help="model config block as JSON")
+    parser.add_argument("--model", required=True, type=block_arg, help="model config block as JSON")
     parser.add_argument("--out", required=True, help="output .npz")
     parser.add_argument("--adapter", help="PEFT adapter directory (default: the base model)")
-    parser.add_argument("--evaluation", default="{}", help="evaluation block as JSON")
+    parser.add_argument(
+        "--evaluation", default="{}", type=block_arg, help="evaluation block as JSON"
+    )
     parser.add_argument("--threads", type=int)
     parser.add_argument("--log")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
+    with running(args.log, rule=False, logger=logger):
         embed_corpus(
-            model=json.loads(args.model),
+            model=args.model,
             dataset_dir=args.dataset,
             out=args.out,
             adapter=args.adapter,
-            evaluation=json.loads(args.evaluation),
+            evaluation=args.evaluation,
             threads=args.threads,
         )
-    except AdapterflowError as err:
-        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0])
-        try:
+        with running(snakemake.log, rule=True, logger=logger):
             embed_corpus(
                 model=snakemake.params.model,
                 dataset_dir=snakemake.input.dataset,
@@ -54,8 +49,5 @@ if __name__ == "__main__":
                 evaluation=snakemake.params.evaluation,
                 threads=snakemake.threads,
             )
-        except AdapterflowError as err:
-            logger.error("%s", err)
-            raise
     else:
         main()

@@ -8,13 +8,10 @@ Command line (same as the rule):
 """
 
 import argparse
-import json
 import logging
-import sys
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.cli import block_arg, running
 from adapterflow.eval.evaluate import run_evaluation
-from adapterflow.logs import setup_logging
 
 logger = logging.getLogger("evaluate")
 
@@ -22,41 +19,41 @@ logger = logging.getLogger("evaluate")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task-name", required=True)
-    parser.add_argument("--task", required=True, help="task config block as JSON")
+    parser.add_argument("--task", required=True, type=block_arg, help="task config block as JSON")
     parser.add_argument("--dataset", required=True, help="prepared dataset directory")
-    parser.add_argument("--model", required=True, help="model config block as JSON")
+    parser.add_argument("--model", required=True, type=block_arg, help="model config block as JSON")
     parser.add_argument("--model-name", default="model")
-    parser.add_argument("--run", default='{"name": "base", "stage": "base"}', help="JSON")
+    parser.add_argument(
+        "--run", default='{"name": "base", "stage": "base"}', type=block_arg, help="JSON"
+    )
     parser.add_argument("--embeddings", help="corpus embeddings (.npz) for retrieval/anisotropy")
-    parser.add_argument("--evaluation", default="{}", help="evaluation block as JSON")
+    parser.add_argument(
+        "--evaluation", default="{}", type=block_arg, help="evaluation block as JSON"
+    )
     parser.add_argument("--json", required=True, dest="out_json")
     parser.add_argument("--details", required=True)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--log")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
+    with running(args.log, rule=False, logger=logger):
         run_evaluation(
             task_name=args.task_name,
-            task=json.loads(args.task),
+            task=args.task,
             model_name=args.model_name,
-            model=json.loads(args.model),
-            run=json.loads(args.run),
+            model=args.model,
+            run=args.run,
             dataset_dir=args.dataset,
             out_json=args.out_json,
             out_details=args.details,
             corpus_embeddings=args.embeddings,
-            evaluation=json.loads(args.evaluation),
+            evaluation=args.evaluation,
             threads=args.threads,
         )
-    except AdapterflowError as err:
-        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0])
-        try:
+        with running(snakemake.log, rule=True, logger=logger):
             run_evaluation(
                 task_name=snakemake.wildcards.task,
                 task=snakemake.params.task,
@@ -70,8 +67,5 @@ if __name__ == "__main__":
                 evaluation=snakemake.params.evaluation,
                 threads=snakemake.threads,
             )
-        except AdapterflowError as err:
-            logger.error("%s", err)
-            raise
     else:
         main()

@@ -8,15 +8,16 @@ which gives the run and the task kind. Command line (same as the rule):
 
 import argparse
 import logging
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from adapterflow.cli import as_list, running
 from adapterflow.errors import AdapterflowError
-from adapterflow.logs import setup_logging
 from adapterflow.plots.figures import details_beside_evals, make_figures
 
 logger = logging.getLogger("adapterflow.scripts.figures")
+# Errors reported as one line; make_figures raises ValueError for undeclared or bad figures.
+ERRORS = (AdapterflowError, ValueError)
 
 
 def figures(
@@ -35,28 +36,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True, help="directory for the figures")
     parser.add_argument("--log", default=None, help="log file (stderr always gets the log too)")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
+    with running(args.log, rule=False, logger=logger, errors=ERRORS):
         figures(args.metrics, args.details, args.out_dir)
-    except (AdapterflowError, ValueError) as err:
-        logger.error("%s", err)
-        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0] if snakemake.log else None)
-        try:
-            # A named input of one file is a plain string, not a list.
-            details = snakemake.input.details
+        with running(snakemake.log, rule=True, logger=logger, errors=ERRORS):
             figures(
                 snakemake.input.metrics,
-                [details] if isinstance(details, str) else list(details),
+                as_list(snakemake.input.details),
                 snakemake.params.out_dir,
                 expected=list(snakemake.output),
             )
-        except (AdapterflowError, ValueError) as err:
-            logger.error("%s", err)
-            raise
     else:
         main()

@@ -15,18 +15,12 @@ dataset_dir must be one of input.held_out), output[0], log[0].
 """
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from adapterflow.cli import as_list, block_arg, running
 from adapterflow.data.pairs import held_out_from_splits, make_pairs, write_pairs
-from adapterflow.errors import AdapterflowError
-from adapterflow.logs import setup_logging
 
 logger = logging.getLogger("make_pairs")
 
@@ -53,22 +47,13 @@ def run(
     logger.info("wrote %d pairs to %s", count, out)
 
 
-def _load_block(value: str) -> dict:
-    """Inline JSON, or a YAML/JSON file holding the pairs block."""
-    if Path(value).is_file():
-        return yaml.safe_load(Path(value).read_text(encoding="utf-8"))
-    return json.loads(value)
-
-
-def _as_list(value: Any) -> list:
-    return [value] if isinstance(value, str) else list(value)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="prepared dataset directory")
     parser.add_argument("--out", required=True, help="output .jsonl")
-    parser.add_argument("--pairs", required=True, help="pairs block: JSON or a YAML file")
+    parser.add_argument(
+        "--pairs", required=True, type=block_arg, help="pairs block: JSON or a YAML file"
+    )
     parser.add_argument(
         "--held-out",
         nargs=2,
@@ -79,26 +64,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--log", help="also write the log here")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
-        run(args.dataset, args.out, _load_block(args.pairs), args.held_out)
-    except AdapterflowError as err:
-        sys.exit(f"error: {err}")
+    with running(args.log, rule=False, logger=logger):
+        run(args.dataset, args.out, args.pairs, args.held_out)
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0])
-        try:
+        with running(snakemake.log, rule=True, logger=logger):
             run(
                 snakemake.input.dataset,
                 snakemake.output[0],
                 snakemake.params.pairs,
                 snakemake.params.get("held_out_splits", []),
-                _as_list(snakemake.input.get("held_out", [])),
+                as_list(snakemake.input.get("held_out", [])),
             )
-        except AdapterflowError as err:
-            logger.error("%s", err)
-            raise
     else:
         main()

@@ -19,20 +19,16 @@ block, dense only), output[0], log[0].
 """
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from adapterflow.cli import as_list, block_arg, running
 from adapterflow.data.layouts import RetrievalSet
 from adapterflow.data.mining import mine_triplets
 from adapterflow.data.pairs import format_counts, held_out_from_splits, read_pairs, write_pairs
-from adapterflow.errors import AdapterflowError, ConfigError, DataError
-from adapterflow.logs import setup_logging
+from adapterflow.errors import ConfigError, DataError
 
 logger = logging.getLogger("mine_triplets")
 
@@ -84,23 +80,14 @@ def run(
     logger.info("wrote %d rows to %s", count, out)
 
 
-def _load_block(value: str) -> dict:
-    """Inline JSON, or a YAML/JSON file holding the block."""
-    if Path(value).is_file():
-        return yaml.safe_load(Path(value).read_text(encoding="utf-8"))
-    return json.loads(value)
-
-
-def _as_list(value: Any) -> list:
-    return [value] if isinstance(value, str) else list(value)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", required=True, help="pairs .jsonl (from make_pairs)")
     parser.add_argument("--out", required=True, help="output .jsonl")
-    parser.add_argument("--mining", required=True, help="mining block: JSON or a YAML file")
-    parser.add_argument("--model", help="model block (dense): JSON or a YAML file")
+    parser.add_argument(
+        "--mining", required=True, type=block_arg, help="mining block: JSON or a YAML file"
+    )
+    parser.add_argument("--model", type=block_arg, help="model block (dense): JSON or a YAML file")
     parser.add_argument("--corpus", help="prepared retrieval dataset whose documents join the pool")
     parser.add_argument(
         "--held-out",
@@ -112,24 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--log", help="also write the log here")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
-        run(
-            args.pairs,
-            args.out,
-            _load_block(args.mining),
-            _load_block(args.model) if args.model else None,
-            args.corpus,
-            args.held_out,
-        )
-    except AdapterflowError as err:
-        sys.exit(f"error: {err}")
+    with running(args.log, rule=False, logger=logger):
+        run(args.pairs, args.out, args.mining, args.model, args.corpus, args.held_out)
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0])
-        try:
+        with running(snakemake.log, rule=True, logger=logger):
             run(
                 snakemake.input.pairs,
                 snakemake.output[0],
@@ -137,10 +113,7 @@ if __name__ == "__main__":
                 snakemake.params.get("model"),
                 snakemake.input.get("corpus"),
                 snakemake.params.get("held_out_splits", []),
-                _as_list(snakemake.input.get("held_out", [])),
+                as_list(snakemake.input.get("held_out", [])),
             )
-        except AdapterflowError as err:
-            logger.error("%s", err)
-            raise
     else:
         main()

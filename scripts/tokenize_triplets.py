@@ -14,54 +14,36 @@ params.max_length (optional; null = the model's max_seq_length), output[0], log[
 """
 
 import argparse
-import json
 import logging
-import sys
-from pathlib import Path
 
-import yaml
-
-from adapterflow.errors import AdapterflowError
-from adapterflow.logs import setup_logging
+from adapterflow.cli import block_arg, running
 from adapterflow.train.tokenize import tokenize_triplets
 
 logger = logging.getLogger("tokenize_triplets")
 
 
-def _load_block(value: str) -> dict:
-    """Inline JSON, or a YAML/JSON file holding the block."""
-    if Path(value).is_file():
-        return yaml.safe_load(Path(value).read_text(encoding="utf-8"))
-    return json.loads(value)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--triplets", required=True, help="triplets .jsonl")
-    parser.add_argument("--model", required=True, help="model config block: JSON or a YAML file")
+    parser.add_argument(
+        "--model", required=True, type=block_arg, help="model config block: JSON or a YAML file"
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--max-length", type=int, help="tokens per text (default: the model's)")
     parser.add_argument("--log", help="also write the log here")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
-        tokenize_triplets(args.triplets, _load_block(args.model), args.out, args.max_length)
-    except AdapterflowError as err:
-        sys.exit(f"error: {err}")
+    with running(args.log, rule=False, logger=logger):
+        tokenize_triplets(args.triplets, args.model, args.out, args.max_length)
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0])
-        try:
+        with running(snakemake.log, rule=True, logger=logger):
             tokenize_triplets(
                 snakemake.input.triplets,
                 snakemake.params.model,
                 snakemake.output[0],
                 snakemake.params.get("max_length"),
             )
-        except AdapterflowError as err:
-            logger.error("%s", err)
-            raise
     else:
         main()

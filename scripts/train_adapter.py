@@ -18,32 +18,23 @@ adapter directory that stage 2 starts from), params.model (the models block), pa
 """
 
 import argparse
-import json
 import logging
-import sys
-from pathlib import Path
 
-import yaml
-
-from adapterflow.errors import AdapterflowError
-from adapterflow.logs import setup_logging
+from adapterflow.cli import block_arg, running
 from adapterflow.train.adapter import train_adapter
 
 logger = logging.getLogger("train_adapter")
 
 
-def _load_block(value: str) -> dict:
-    """Inline JSON, or a YAML/JSON file holding the block."""
-    if Path(value).is_file():
-        return yaml.safe_load(Path(value).read_text(encoding="utf-8"))
-    return json.loads(value)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenized", required=True, help="tokenized triplets directory")
-    parser.add_argument("--model", required=True, help="model config block: JSON or a YAML file")
-    parser.add_argument("--stage", default="{}", help="stage config block: JSON or a YAML file")
+    parser.add_argument(
+        "--model", required=True, type=block_arg, help="model config block: JSON or a YAML file"
+    )
+    parser.add_argument(
+        "--stage", default="{}", type=block_arg, help="stage config block: JSON or a YAML file"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-adapter", help="stage-1 adapter directory (stage 2)")
     parser.add_argument("--out", required=True, help="output adapter directory")
@@ -53,26 +44,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--log", help="also write the log here")
     args = parser.parse_args(argv)
-    setup_logging(args.log)
-    try:
+    with running(args.log, rule=False, logger=logger):
         train_adapter(
-            model_cfg=_load_block(args.model),
+            model_cfg=args.model,
             tokenized_dir=args.tokenized,
             out_dir=args.out,
-            stage_cfg=_load_block(args.stage),
+            stage_cfg=args.stage,
             seed=args.seed,
             init_adapter=args.init_adapter,
             checkpoint_dir=args.checkpoint_dir or f"{args.out.rstrip('/')}.checkpoints",
             threads=args.threads,
         )
-    except AdapterflowError as err:
-        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        setup_logging(snakemake.log[0])
-        try:
+        with running(snakemake.log, rule=True, logger=logger):
             train_adapter(
                 model_cfg=snakemake.params.model,
                 tokenized_dir=snakemake.input.triplets,
@@ -83,8 +70,5 @@ if __name__ == "__main__":
                 checkpoint_dir=snakemake.params.checkpoint_dir,
                 threads=snakemake.threads,
             )
-        except AdapterflowError as err:
-            logger.error("%s", err)
-            raise
     else:
         main()
