@@ -81,27 +81,117 @@ def test_encode_edge_cases(model, caplog):
     assert "queries: encoded 2 texts in" in caplog.text and "texts/s" in caplog.text
 
 
-def _hand_pooled(model, texts: list[str], mode: str) -> np.ndarray:
+def _cls_pooled(model, texts: list[str]) -> np.ndarray:
     tokens = model.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
         hidden = model[0].auto_model(**tokens).last_hidden_state
-    if mode == "cls":
-        pooled = hidden[:, 0]
-    else:  # right padding: the last real token sits at length - 1
-        last = tokens["attention_mask"].sum(dim=1) - 1
-        pooled = hidden[torch.arange(len(texts)), last]
-    return torch.nn.functional.normalize(pooled, dim=1).numpy()
+    return torch.nn.functional.normalize(hidden[:, 0], dim=1).numpy()
 
 
-@pytest.mark.parametrize(("pooling", "mode"), [("cls", "cls"), ("last_token", "lasttoken")])
-def test_pooling_override_replaces_the_saved_mean_pooling(model, texts, pooling, mode):
-    other = load_encoder({**MODEL, "pooling": pooling}, device="cpu")
-    assert other[1].pooling_mode == mode
+def test_pooling_override_replaces_the_saved_mean_pooling(model, texts):
+    other = load_encoder({**MODEL, "pooling": "cls"}, device="cpu")
+    assert other[1].pooling_mode == "cls"
     assert type(other[2]).__name__ == "Normalize"  # the module order is kept
     sample = texts[:12]
     embeddings = encode(other, sample, batch_size=4, show_progress=False)
-    assert max_diff(embeddings, _hand_pooled(other, sample, mode)) <= 1e-5
+    assert max_diff(embeddings, _cls_pooled(other, sample)) <= 1e-5
     assert max_diff(embeddings, encode(model, sample, show_progress=False)) > 0.1
+
+
+def test_last_token_pooling_needs_an_eos_token_as_in_training(texts):
+    """MiniLM's tokenizer has no EOS: last_token pooling is refused, as tokenize_triplets does."""
+    other = load_encoder({**MODEL, "pooling": "last_token"}, device="cpu")
+    assert other[1].pooling_mode == "lasttoken"
+    assert type(other[2]).__name__ == "Normalize"
+    with pytest.raises(DataError, match=r"tokenizer BertTokenizer\w* has no EOS token"):
+        encode(other, texts[:4], show_progress=False)
+
+
+# --- last-token pooling of decoders: EOS as in training -------------------------------------------
+
+
+def _encode_recording_inputs(model, texts, **kwargs) -> tuple[np.ndarray, list[dict]]:
+    """encode() plus the padded batches its Transformer module received."""
+    batches: list[dict] = []
+
+    def record(module, args):
+        batches.append({key: value.clone() for key, value in args[0].items()})
+
+    handle = model[0].register_forward_pre_hook(record)
+    try:
+        return encode(model, texts, show_progress=False, **kwargs), batches
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_last_token_encode_ends_every_text_with_eos_like_training(tmp_path, padding_side):
+    from test_tokenize import LONG, make_tiny_decoder, write_triplets
+
+    from adapterflow.train.collator import PreTokenizedCollator
+    from adapterflow.train.tokenize import load_tokenized, tokenize_triplets
+
+    model_dir = make_tiny_decoder(tmp_path / "decoder", padding_side=padding_side)
+    model_cfg = {"path": str(model_dir), "pooling": "last_token", "max_seq_length": 8}
+    texts = ["the cat sat on the mat", "rain", LONG, "tax law court judge river", "a dog"]
+    rows = [{"anchor": text, "positive": text} for text in texts]
+    tokenize_triplets(write_triplets(tmp_path / "t.jsonl", rows), model_cfg, tmp_path / "tok")
+    trained_ids = load_tokenized(tmp_path / "tok")[0]["anchor_input_ids"]
+
+    model = load_encoder(model_cfg, device="cpu")
+    eos = model.tokenizer.eos_token_id
+    assert model.tokenizer.padding_side == padding_side
+    embeddings, batches = _encode_recording_inputs(model, texts, batch_size=2)
+
+    # Each text reached the model as its training token ids (EOS last, truncated to 8), padded on
+    # the tokenizer's side.
+    seen = []
+    for batch in batches:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if padding_side == "left":
+            assert (ids[:, -1] == eos).all() and mask[:, -1].all()
+        else:
+            last = mask.sum(dim=1) - 1
+            assert (ids[torch.arange(len(ids)), last] == eos).all()
+        seen += [row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True)]
+    assert sorted(seen) == sorted(trained_ids)
+    assert all(ids[-1] == eos and ids.count(eos) == 1 and len(ids) <= 8 for ids in seen)
+
+    # The embeddings are those of the training-side path: tokenized rows → collator → model.
+    collator = PreTokenizedCollator.from_tokenizer(model.tokenizer)
+    batch = collator([{"anchor_input_ids": ids} for ids in trained_ids])
+    features = {
+        "input_ids": batch["anchor_input_ids"],
+        "attention_mask": batch["anchor_attention_mask"],
+    }
+    with torch.inference_mode():
+        trained = model(features)["sentence_embedding"]
+    trained = torch.nn.functional.normalize(trained, dim=1).numpy()
+    assert max_diff(embeddings, trained) <= 1e-5
+
+
+def test_last_token_encode_keeps_an_eos_the_tokenizer_adds_and_needs_one(tmp_path):
+    from test_tokenize import LONG, make_tiny_decoder
+
+    model_dir = make_tiny_decoder(tmp_path / "appends", tokenizer_appends_eos=True)
+    cfg = {"path": str(model_dir), "pooling": "last_token", "max_seq_length": 8}
+    model = load_encoder(cfg, device="cpu")
+    eos = model.tokenizer.eos_token_id
+    _, batches = _encode_recording_inputs(model, ["rain", LONG])
+    ids = batches[0]["input_ids"]  # left padding: both texts end in the last column
+    assert (ids[:, -1] == eos).all() and ((ids == eos).sum(dim=1) == 1).all()
+    assert ids.shape[1] == 8  # truncated by the tokenizer, which kept its EOS
+
+    # Mean pooling of the same decoder gets the tokenizer's ids, without an EOS appended.
+    plain_dir = make_tiny_decoder(tmp_path / "plain")
+    mean = load_encoder({"path": str(plain_dir), "pooling": "mean"}, device="cpu")
+    _, batches = _encode_recording_inputs(mean, ["the cat"])
+    assert batches[0]["input_ids"][0].tolist() == mean.tokenizer("the cat")["input_ids"]
+
+    no_eos = make_tiny_decoder(tmp_path / "no_eos", eos=False)
+    model = load_encoder({"path": str(no_eos), "pooling": "last_token"}, device="cpu")
+    with pytest.raises(DataError, match=r"no_eos: tokenizer \w+ has no EOS token"):
+        encode(model, ["rain"], show_progress=False)
 
 
 def test_bad_model_configs():
