@@ -72,13 +72,14 @@ def test_slurm_profile_resolves_resources_without_a_cluster(tmp_path):
         assert "slurm_account=CHANGE_ME" in resources
         assert "mem_mb=8000" in resources and "runtime=60" in resources
     # GPU rules go to the GPU partition and ask for a GPU; retries escalate memory/runtime.
-    for rule in ("embed_corpus", "evaluate"):
+    for rule in ("embed_corpus", "evaluate", "train_adapter"):
         blocks = [block for block in out.split("\nrule ") if block.startswith(f"{rule}:")]
         assert blocks, rule
         for block in blocks:
             resources = re.search(r"resources: (.*)", block).group(1)
             assert "slurm_partition=gpu" in resources and "gpu=1" in resources
-            assert "mem_mb=8000" in resources and "runtime=60" in resources
+            # Threads decide the CPUs per task (a default cpus_per_task would override them).
+            assert "cpus_per_task" not in resources
 
 
 def test_downloads_are_local_rules(tmp_path):
