@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -65,6 +66,18 @@ def _type_names(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in _as_tuple(kind))
 
 
+def _utf8_lines(path: Path, handle: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` of a file opened in binary mode; a line that is not UTF-8 is a
+    :class:`DataError` naming it (text mode would fail somewhere in a read-ahead block)."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                path, f"not valid UTF-8 ({err.reason} at byte {err.start} of the line)", line=number
+            ) from None
+
+
 def read_jsonl(
     path: str | os.PathLike[str],
     required: Mapping[str, type | tuple[type, ...]] | None = None,
@@ -72,8 +85,8 @@ def read_jsonl(
     """Yield ``(line_number, object)`` for each non-blank line; raise :class:`DataError` on the
     first malformed line or missing/mistyped required field."""
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, text in _utf8_lines(path, handle):
             if not text.strip():
                 continue
             try:
@@ -99,8 +112,9 @@ def read_tsv(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(line_number, row)`` from a TSV whose header must start with ``columns``."""
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+    with open(path, "rb") as handle:
+        lines = (text for _, text in _utf8_lines(path, handle))
+        reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None:
             raise DataError(path, "empty file, expected a header line", line=1)
@@ -136,24 +150,62 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
         handle.write("\n")
 
 
+def remove_stale_temporaries(final: str | os.PathLike[str]) -> list[Path]:
+    """Remove what a killed writer of ``final`` left beside it: the ``.{name}.XXXXXXXX.tmp``
+    files and directories of :func:`atomic_dir` and :func:`atomic_file` (SIGKILL runs no
+    clean-up). Assumes one writer per final path at a time, as Snakemake guarantees; returns
+    what was removed.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from adapterflow.io import remove_stale_temporaries
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (root / ".out.json.ab12cd_9.tmp").write_text('{"half": ')
+        >>> _ = (root / ".out.json.bak.ab12cd_9.tmp").write_text("another file's")
+        >>> [p.name for p in remove_stale_temporaries(root / "out.json")]
+        ['.out.json.ab12cd_9.tmp']
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    # tempfile names: prefix, 8 characters of [a-z0-9_], suffix.
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed = []
+    for path in sorted(final.parent.iterdir()):
+        if pattern.match(path.name):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a directory under a temporary name beside ``final`` and rename it into place.
 
     On any exception the temporary directory is removed and ``final`` is left untouched
     (absent if it did not exist), so a failed or killed job never leaves a half-written output.
+    An existing ``final`` is renamed away before the new one takes its place (never emptied
+    in place), and temporaries of an earlier, killed writer are removed first.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700 directories
+        old = None
         if final.exists():
-            shutil.rmtree(final)
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+            os.replace(final, old)  # onto an empty directory: one rename
         os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -164,6 +216,7 @@ def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Like :func:`atomic_dir` for a single file."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(name)

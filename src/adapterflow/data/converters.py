@@ -115,6 +115,15 @@ def convert_triplets_jsonl(raw_dir: Path, options: Mapping[str, Any]) -> Triplet
 
 def _iter_mediawiki_pages(path: Path) -> Iterator[tuple[str, str, str]]:
     """Yield ``(page id, title, wikitext)`` for article pages (namespace 0, not redirects)."""
+    try:
+        yield from _iter_pages(path)
+    except ET.ParseError as err:
+        raise DataError(path, f"malformed XML ({err})", line=err.position[0]) from None
+    except (OSError, EOFError) as err:  # a truncated or corrupt .bz2 file
+        raise DataError(path, f"cannot read the dump: {err}") from None
+
+
+def _iter_pages(path: Path) -> Iterator[tuple[str, str, str]]:
     opener = bz2.open if path.suffix == ".bz2" else open
     with opener(path, "rb") as handle:
         for _, elem in ET.iterparse(handle, events=("end",)):
@@ -190,6 +199,23 @@ def convert_mediawiki_xml(raw_dir: Path, options: Mapping[str, Any]) -> Retrieva
     return RetrievalSet(corpus, dropped={"short_passages": short} if short else {})
 
 
+def _csv_rows(
+    path: Path, encoding: str, columns: tuple[str | None, ...]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, row)`` of a CSV with a header that must hold every one of ``columns``."""
+    with open(path, encoding=encoding, newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for column in filter(None, columns):
+            if column not in header:
+                raise DataError(path, f"column not in header {header}", line=1, field=column)
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except csv.Error as err:  # e.g. a NUL byte, or a field over the size limit
+            raise DataError(path, f"malformed CSV ({err})", line=reader.line_num + 1) from None
+
+
 @converter("csv_beir")
 def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A CSV with one document per row → BEIR: a query from one column, the document from
@@ -212,14 +238,10 @@ def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     qrels: dict[str, dict[str, int]] = {}
     skipped = 0
     csv.field_size_limit(1 << 27)
-    with open(path, encoding=options.get("encoding", "utf-8"), newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for column in filter(None, (id_col, query_col, text_col, title_col)):
-            if column not in header:
-                raise DataError(path, f"column not in header {header}", line=1, field=column)
-        for row in reader:
-            line = reader.line_num
+    encoding = options.get("encoding", "utf-8")
+    try:
+        rows = _csv_rows(path, encoding, (id_col, query_col, text_col, title_col))
+        for line, row in rows:
             row_id = (row.get(id_col) or "").strip()
             if not row_id:
                 raise DataError(path, "empty id", line=line, field=id_col)
@@ -234,6 +256,10 @@ def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
             corpus[doc_id] = {"_id": doc_id, "title": title, "text": text}
             queries[query_id] = {"_id": query_id, "text": query}
             qrels[query_id] = {doc_id: 1}
+    except UnicodeDecodeError:
+        # The reader decodes ahead in blocks; read_text names the exact line.
+        read_text(path, encoding)
+        raise
     logger.info(
         "%s: %d rows -> %d documents (%d rows with an empty query or text skipped)",
         path.name,

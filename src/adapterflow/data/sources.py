@@ -143,7 +143,9 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
                 _check_members(archive, dest, [m.name for m in members], names)
                 tf.extractall(dest, filter="data")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
-        raise SourceError(f"{archive.name}: cannot extract archive: {err}") from err
+        # tarfile's "r:*" lists why each compression failed, one per line: keep one line.
+        reason = "; ".join(p.strip(" -").rstrip(":") for p in str(err).splitlines() if p.strip())
+        raise SourceError(f"{archive.name}: cannot extract archive: {reason}") from err
     return sorted(dest / n for n in names)
 
 
