@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 DEV_STAMP := $(VENV)/.setup-dev-done
 CORES ?= 2
+# GPU-designated jobs (gpu=1) that may run at once: the GPUs, or on a CPU-only machine the cores.
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
+GPU_SLOTS := $(if $(filter-out 0,$(GPUS)),$(GPUS),$(CORES))
 CONFIG ?= config.yaml
 SNAKEMAKE_ARGS ?=
 
@@ -38,7 +41,8 @@ setup: $(STAMP)
 setup-dev: $(DEV_STAMP)
 
 run: setup
-	$(BIN)/snakemake --workflow-profile profiles/local --configfile $(CONFIG) --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --workflow-profile profiles/local --configfile $(CONFIG) --cores $(CORES) \
+		--resources gpu=$(GPU_SLOTS) $(SNAKEMAKE_ARGS)
 
 dry-run: setup
 	$(BIN)/snakemake --workflow-profile profiles/local --configfile $(CONFIG) -n $(SNAKEMAKE_ARGS)

@@ -174,8 +174,8 @@ STATIC = {
         "'max' is not one of ['mean', 'cls', 'last_token']",
     ),
     "dense-mining-without-model": Static(
-        put("triplets", "news-train-dense", "model", value=None),
-        "triplets.news-train-dense.model",
+        put("triplets", "news-train", "strategy", value="dense"),
+        "triplets.news-train.model",
         "dense mining needs a model defined under models, got None",
     ),
     "k-beyond-mining-ranks": Static(
