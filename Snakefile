@@ -19,6 +19,7 @@ include: "rules/triplets.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
+include: "rules/generate.smk"
 
 
 wildcard_constraints:
@@ -36,3 +37,4 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+        generation_outputs(),

@@ -1,7 +1,8 @@
 """Rule dedup_cluster_split: dedup generated QA records, cluster their questions, split by cluster.
 
-Reads QA JSONL files (records with "question", "answer", an id and a dataset field; a record
-without the dataset field takes its file's name) and writes {out}/: qa_kept.jsonl (records left
+Reads QA JSONL files, or generate_qa output directories holding qa.jsonl (records with
+"question", "answer", an id and a dataset field; a record without the dataset field takes its
+file's name) and writes {out}/: qa_kept.jsonl (records left
 after dedup, each with its "cluster"), removed.jsonl (each removed record, the kept record it
 duplicates and their cosine), clusters.csv (k, inertia, silhouette for each k tried),
 splits/train.jsonl and splits/eval.jsonl (stratified by cluster), map.png/.svg (questions in
@@ -19,7 +20,7 @@ id_field, dataset_field, seed, batch_size; dedup: threshold, block_size; cluster
 criterion (elbow | silhouette), n_init, silhouette_sample; split: eval_fraction,
 min_cluster_size; map: method (pca | tsne).
 
-Snakemake: input.qa (one or more QA JSONL files), params.model (a models: block),
+Snakemake: input.qa (one or more QA JSONL files or directories), params.model (a models: block),
 params.settings (the settings above), threads, output[0] (directory), log[0].
 """
 
@@ -46,7 +47,9 @@ def run(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--qa", nargs="+", required=True, help="QA JSONL file(s)")
+    parser.add_argument(
+        "--qa", nargs="+", required=True, help="QA JSONL file(s) or directories with qa.jsonl"
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--model", required=True, type=block_arg, help="models: block as JSON")
     parser.add_argument(

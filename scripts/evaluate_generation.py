@@ -4,7 +4,7 @@ Rule inputs: ``input.dataset`` (the JSONL set), ``params.model`` (the model bloc
 optional ``adapter``), ``params.task`` (the task block), optional ``params.run``,
 ``params.evaluation`` and ``params.limit``; outputs ``output.json`` and ``output.details``.
 The task name is the ``{task}`` wildcard (else the JSON's file name), the model name the
-``{model}`` wildcard.
+``{model}`` (or ``{lm}``) wildcard.
 
 Command line (same function):
     python scripts/evaluate_generation.py --task-name niah --dataset niah.jsonl \\
@@ -62,7 +62,10 @@ if __name__ == "__main__":
                 task_name=snakemake.wildcards.get("task") or Path(snakemake.output.json).stem,
                 task=snakemake.params.task,
                 model=snakemake.params.model,
-                model_name=snakemake.wildcards.get("model") or "model",
+                # {model} in rule evaluate's layout; rules/generate.smk names LMs {lm}.
+                model_name=snakemake.wildcards.get("model")
+                or snakemake.wildcards.get("lm")
+                or "model",
                 run=snakemake.params.get("run"),
                 evaluation=snakemake.params.get("evaluation"),
                 dataset=snakemake.input.dataset,

@@ -16,10 +16,13 @@ Command line (same as the rule):
     python scripts/generate_qa.py --facts facts.yaml --templates templates.yaml \\
         --out results/qa/atlas --qa '{"engine": "templates", "kinds": ["qa"]}'
 
---model, --test-mode, --max-chunks and --rephrase override the block's keys.
+--model, --test-mode, --max-chunks and --rephrase override the block's keys. With --name (the
+rule passes the QA set's name) every record also gets "dataset" (the name) and "id"
+("{name}:{its own id}"), so several sets can be pooled by dedup_cluster_split.
 
 Snakemake: input.chunks (engine llm) or input.facts and input.templates (engine templates),
-params.qa (the block, with engine), threads, output[0] (directory), log[0].
+params.qa (the block, with engine), params.name (optional), threads, output[0] (directory),
+log[0].
 """
 
 import argparse
@@ -30,6 +33,7 @@ from typing import Any
 from adapterflow.cli import block_arg, running
 from adapterflow.errors import ConfigError
 from adapterflow.generate.qa_llm import generate_qa, settings_from_config
+from adapterflow.generate.qa_records import label_records
 from adapterflow.generate.qa_templates import RECORD_KINDS, generate_records
 from adapterflow.io import atomic_dir, write_json, write_jsonl
 
@@ -46,8 +50,9 @@ def run(
     facts: str | None = None,
     templates: str | None = None,
     threads: int | None = None,
+    name: str | None = None,
 ) -> None:
-    """Dispatch on the block's engine."""
+    """Dispatch on the block's engine; ``name`` labels the records with their set."""
     settings = dict(block)
     engine = settings.pop("engine", "llm")
     if engine not in ENGINES:
@@ -55,19 +60,22 @@ def run(
     if engine == "llm":
         if not chunks:
             raise ConfigError("qa engine llm needs the chunks directory (--chunks)")
-        generate_qa(chunks, out, settings_from_config(settings), threads=threads)
+        generate_qa(chunks, out, settings_from_config(settings), threads=threads, dataset=name)
         return
     if not facts or not templates:
         raise ConfigError("qa engine templates needs --facts and --templates")
     kinds = settings.pop("kinds", list(RECORD_KINDS))
     seed = int(settings.pop("seed", 0))
     rows = generate_records(facts, templates, kinds, seed=seed, **settings)
+    if name is not None:
+        rows = label_records(rows, name)
     with atomic_dir(out) as tmp:
         write_jsonl(tmp / "qa.jsonl", rows)
         write_json(
             tmp / "manifest.json",
             {
                 "engine": "templates",
+                "dataset": name,
                 "facts": str(facts),
                 "templates": str(templates),
                 "settings": {"kinds": list(kinds), "seed": seed, **settings},
@@ -89,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-chunks", type=int, help="only the first N chunks")
     parser.add_argument("--rephrase", action="store_true", help="also write rephrased.jsonl")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--name", help="the QA set's name: label every record with it")
     parser.add_argument("--log", help="also write the log here")
     args = parser.parse_args(argv)
     block = dict(args.qa)
@@ -107,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             facts=args.facts,
             templates=args.templates,
             threads=args.threads,
+            name=args.name,
         )
 
 
@@ -120,6 +130,7 @@ if __name__ == "__main__":
                 facts=snakemake.input.get("facts"),
                 templates=snakemake.input.get("templates"),
                 threads=snakemake.threads,
+                name=snakemake.params.get("name"),
             )
     else:
         main()

@@ -299,3 +299,17 @@ def test_dedup_cluster_split_failures_leave_no_output(tmp_path):
     with pytest.raises(ConfigError, match="unknown setting"):
         dedup_cluster_split([good], out, {"dedupe": {}}, embed=fake_embedder())
     assert not out.exists()
+
+
+def test_a_qa_generation_directory_is_read_as_its_qa_jsonl(tmp_path):
+    (tmp_path / "qa" / "wiki").mkdir(parents=True)
+    write(tmp_path / "qa" / "wiki" / "qa.jsonl", qa_rows("wiki", {0: 10, 1: 10}))
+    manifest = dedup_cluster_split(
+        [tmp_path / "qa" / "wiki"],
+        tmp_path / "out",
+        {"clusters": {"k_min": 2, "k_max": 3}},
+        embed=fake_embedder(),
+        show_progress=False,
+    )
+    assert manifest["counts"]["input"] == 20
+    assert list(manifest["inputs"]) == [str(tmp_path / "qa" / "wiki" / "qa.jsonl")]

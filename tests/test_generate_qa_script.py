@@ -129,6 +129,21 @@ def test_templates_engine(tmp_path):
     assert f"wrote {len(rows)} template records" in result.stderr
 
 
+def test_name_labels_template_records_with_their_set(tmp_path):
+    out = tmp_path / "qa" / "atlas"
+    result = run(
+        *("--facts", str(FIXTURES / "facts.yaml"), "--templates", str(FIXTURES / "templates.yaml")),
+        *("--out", str(out), "--qa", json.dumps({"engine": "templates", "kinds": ["qa"]})),
+        *("--name", "atlas"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_jsonl(out / "qa.jsonl")
+    assert all(row["dataset"] == "atlas" for row in rows)
+    assert all(row["id"].startswith("atlas:qa:") for row in rows)
+    assert len({row["id"] for row in rows}) == len(rows)
+    assert json.loads((out / "manifest.json").read_text())["dataset"] == "atlas"
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [

@@ -359,3 +359,24 @@ def test_tiny_lm_end_to_end_counts_every_reply(tmp_path):
     assert read_jsonl(tmp_path / "qa" / "rephrased.jsonl") == []
     generation = manifest["generation"]
     assert generation["prompts"] == 4 and 0 < generation["tokens"] <= 4 * 16
+
+
+def test_records_labelled_with_their_set_can_be_pooled(tmp_path):
+    chunks = write_chunks(tmp_path / "chunks")
+    lm = Scripted(REPLIES, rephrasings=["From which hills does the Sil come?", "Why green?"])
+    manifest = generate_qa(
+        chunks,
+        tmp_path / "qa",
+        settings_from_config({"rephrase": True}),
+        generate=lm,
+        dataset="wiki-llm",
+    )
+    valid = read_jsonl(tmp_path / "qa" / "qa.jsonl")
+    assert [(r["id"], r["dataset"]) for r in valid] == [
+        ("wiki-llm:sil-c0-q0", "wiki-llm"),
+        ("wiki-llm:glass-c1-q0", "wiki-llm"),
+    ]
+    assert valid[0]["_id"] == "sil-c0-q0"  # the chunk-level id stays
+    rephrased = read_jsonl(tmp_path / "qa" / "rephrased.jsonl")
+    assert rephrased[0]["id"] == "wiki-llm:sil-c0-q0-r" and rephrased[0]["qa_id"] == "sil-c0-q0"
+    assert manifest["dataset"] == "wiki-llm"

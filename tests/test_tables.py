@@ -314,3 +314,29 @@ def test_nan_main_score_survives_as_nan(tmp_path):
         read_metrics(tmp_path / "m.csv").query("metric == 'main_score'")["value"].item()
     )
     assert "| minilm base | undefined (n=1) |" in (tmp_path / "s.md").read_text()
+
+
+def test_ruler_evaluations_of_a_causal_lm_are_tabled(tmp_path):
+    doc = eval_doc("lee50", "base", "base", None, model="smollm2")
+    doc.update(task_name="niah-short", task_kind="ruler", dataset="short")
+    # A generation eval's entry also holds per-variant and per-cell structures: not metrics.
+    doc["scores"] = {
+        "test": [
+            {
+                "main_score": 83.34,
+                "niah_single_1": 100.0,
+                "niah_multikey_1": 66.67,
+                "variants": {"niah_single_1": {"score": 100.0, "n": 12}},
+                "cells": [{"length": 256, "depth": 0.0, "score": 100.0, "n": 4}],
+                "metric": "string_match_all",
+                "hf_subset": "default",
+            }
+        ]
+    }
+    path = tmp_path / "niah-short.json"
+    path.write_text(json.dumps(doc))
+    df = write_tables([path], tmp_path / "generation.csv", tmp_path / "generation.md")
+    assert sorted(df["metric"]) == ["main_score", "niah_multikey_1", "niah_single_1"]
+    markdown = (tmp_path / "generation.md").read_text()
+    assert "| smollm2 base | 83.340 ± 0.000 (n=1) |" in markdown
+    assert "**niah-short** (ruler" in markdown and "0-100 (higher is better)" in markdown

@@ -82,8 +82,9 @@ def test_slurm_profile_resolves_resources_without_a_cluster(tmp_path):
             assert "cpus_per_task" not in resources
 
 
-def test_downloads_are_local_rules(tmp_path):
-    """Downloads stay on the submit host: compute nodes often have no internet."""
+def test_downloads_and_figures_are_local_rules(tmp_path):
+    """Downloads stay on the submit host (compute nodes often have no internet), and so do
+    the figures. Converting a pypi: LM and an export without a push may run anywhere."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
@@ -96,7 +97,7 @@ def test_downloads_are_local_rules(tmp_path):
         )
         # The parsed workflow: the API has no public accessor for `localrules:` declarations.
         local = set(workflow_api._workflow._localrules)
-    assert local == {"fetch_raw", "figures"}
+    assert local == {"fetch_raw", "figures", "plot_ruler_heatmap"}
 
 
 def test_profiles_follow_the_conventions():

@@ -154,8 +154,17 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     models, datasets = config.get("models", {}), config.get("datasets", {})
     tasks, pairs = config.get("tasks", {}), config.get("pairs", {})
     triplets, stages = config.get("triplets", {}), config.get("stages", {})
+    lms, niah = config.get("lms", {}), config.get("niah", {})
     for name, task in tasks.items():
-        if task["dataset"] not in datasets:
+        if task["kind"] == "ruler":
+            # A ruler task scores a causal LM on a generated NIAH set, not on a dataset.
+            if task["dataset"] not in niah:
+                yield _undefined(f"tasks.{name}.dataset", task["dataset"], "niah", niah)
+            if "lm" not in task:
+                yield f"tasks.{name}.lm: a ruler task needs the causal LM it evaluates (under lms)"
+            elif task["lm"] not in lms:
+                yield _undefined(f"tasks.{name}.lm", task["lm"], "lms", lms)
+        elif task["dataset"] not in datasets:
             yield _undefined(f"tasks.{name}.dataset", task["dataset"], "datasets", datasets)
     for name, block in pairs.items():
         if block["dataset"] not in datasets:
@@ -185,6 +194,57 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
         for index, task in enumerate(experiment.get("evaluate", [])):
             if task not in tasks:
                 yield _undefined(f"{where}.evaluate.{index}", task, "tasks", tasks)
+            elif tasks[task]["kind"] == "ruler":
+                yield (
+                    f"{where}.evaluate.{index}: {task!r} is a ruler task: it evaluates its own "
+                    f"causal LM (tasks.{task}.lm), not an embedding model; leave it out here"
+                )
+    yield from _generation_references(config)
+
+
+def _tokenizer_problem(where: str, value: Any, config: Mapping[str, Any]) -> str | None:
+    """A ``tokenizer`` key names an LM or a model (or is null)."""
+    if value is None or value in config.get("lms", {}) or value in config.get("models", {}):
+        return None
+    known = ", ".join(sorted({*config.get("lms", {}), *config.get("models", {})})) or "none"
+    return f"{where}: {value!r} is not defined under lms or models (defined: {known})"
+
+
+def _generation_references(config: Mapping[str, Any]) -> Iterator[str]:
+    """Names in the generated-data blocks (chunks, niah, qa, curated, exports) that refer to
+    nothing defined."""
+    datasets, models, lms = config["datasets"], config.get("models", {}), config.get("lms", {})
+    chunks, qa = config.get("chunks", {}), config.get("qa", {})
+    curated = config.get("curated", {})
+    for name, block in chunks.items():
+        if block["dataset"] not in datasets:
+            yield _undefined(f"chunks.{name}.dataset", block["dataset"], "datasets", datasets)
+        if problem := _tokenizer_problem(f"chunks.{name}.tokenizer", block["tokenizer"], config):
+            yield problem
+    for name, block in config.get("niah", {}).items():
+        haystack = block.get("haystack")
+        if haystack is not None and haystack not in datasets:
+            yield _undefined(f"niah.{name}.haystack", haystack, "datasets", datasets)
+        if problem := _tokenizer_problem(f"niah.{name}.tokenizer", block["tokenizer"], config):
+            yield problem
+    for name, block in qa.items():
+        if block["engine"] != "llm":
+            continue
+        if block["chunks"] not in chunks:
+            yield _undefined(f"qa.{name}.chunks", block["chunks"], "chunks", chunks)
+        if block["lm"] not in lms:
+            yield _undefined(f"qa.{name}.lm", block["lm"], "lms", lms)
+    for name, block in curated.items():
+        for index, qa_name in enumerate(block["qa"]):
+            if qa_name not in qa:
+                yield _undefined(f"curated.{name}.qa.{index}", qa_name, "qa", qa)
+        if block["model"] not in models:
+            yield _undefined(f"curated.{name}.model", block["model"], "models", models)
+    for name, block in config.get("exports", {}).items():
+        if block["curated"] not in curated:
+            yield _undefined(f"exports.{name}.curated", block["curated"], "curated", curated)
+        if block["chunks"] not in chunks:
+            yield _undefined(f"exports.{name}.chunks", block["chunks"], "chunks", chunks)
 
 
 #: The layout each prepare format produces (see adapterflow.data.layouts).
@@ -202,13 +262,24 @@ FORMAT_LAYOUTS = {
 }
 #: Formats whose rows land in one split named by option ``split_name`` (default ``test``).
 _ONE_SPLIT_FORMATS = ("csv_beir", "lee_pairs", "word_pairs_tsv")
-#: The layout each task kind reads.
+#: The layout each task kind reads (ruler: a generated NIAH set under ``niah``, no dataset).
 TASK_LAYOUTS = {
     "retrieval": "retrieval",
     "anisotropy": "retrieval",
     "sts": "pairs",
     "triplets": "triplets",
+    "ruler": "niah",
 }
+#: Task keys that only ruler tasks read (their schema gives them no defaults).
+RULER_TASK_KEYS = ("lm", "max_new_tokens", "limit", "prompt_format", "batch_size", "metric")
+#: NIAH variants whose needles hide in essay text: they need a haystack dataset.
+ESSAY_VARIANTS = (
+    "niah_single_2",
+    "niah_single_3",
+    "niah_multikey_1",
+    "niah_multivalue",
+    "niah_multiquery",
+)
 #: The layout each pairs strategy reads; the ones with a ``split`` option default to train.
 PAIRS_LAYOUTS = {
     "qrels": "retrieval",
@@ -291,6 +362,12 @@ def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
             except LookupError:
                 yield f"{where}.options.encoding: {encoding!r} is not a known text encoding"
     for name, task in config.get("tasks", {}).items():
+        if task["kind"] == "ruler":
+            continue
+        if extra := [key for key in RULER_TASK_KEYS if key in task]:
+            kind = task["kind"]
+            yield f"tasks.{name}.{extra[0]}: only tasks of kind ruler use it (not a {kind} task)"
+            continue
         dataset = datasets[task["dataset"]]
         need, have = TASK_LAYOUTS[task["kind"]], dataset_layout(dataset)
         if need != have:
@@ -328,6 +405,63 @@ def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     for name, stage in config.get("stages", {}).items():
         if stage.get("bf16") and stage.get("fp16"):
             yield f"stages.{name}: bf16 and fp16 are both true; choose one mixed precision"
+    yield from _generation_problems(config)
+
+
+def _generation_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
+    """Generated-data blocks that validate alone but cannot work as configured."""
+    datasets, models = config["datasets"], config.get("models", {})
+    for name in config.get("lms", {}):
+        if name in models:
+            yield (
+                f"lms.{name}: also a name under models; both evaluate into results/eval/{name}/, "
+                "so give the LM another name"
+            )
+    for name, block in config.get("chunks", {}).items():
+        have = dataset_layout(datasets[block["dataset"]])
+        if have != "retrieval":
+            yield (
+                f"chunks.{name}.dataset: {block['dataset']!r} is a {have} dataset; chunking "
+                "needs a corpus (a retrieval dataset)"
+            )
+        if block["min_length"] > block["max_length"]:
+            yield (
+                f"chunks.{name}.min_length: {block['min_length']} is larger than max_length "
+                f"{block['max_length']}"
+            )
+    for name, block in config.get("niah", {}).items():
+        essay = [variant for variant in block["variants"] if variant in ESSAY_VARIANTS]
+        haystack = block.get("haystack")
+        if essay and haystack is None:
+            yield (
+                f"niah.{name}.haystack: variant {essay[0]!r} hides its needles in essay text; "
+                "set haystack to a retrieval dataset under datasets"
+            )
+        elif haystack is not None and dataset_layout(datasets[haystack]) != "retrieval":
+            yield f"niah.{name}.haystack: {haystack!r} is not a retrieval dataset (no corpus)"
+    for name, task in config.get("tasks", {}).items():
+        if task["kind"] == "ruler" and task["dataset"] in config.get("niah", {}):
+            niah = config["niah"][task["dataset"]]
+            if task.get("max_new_tokens") is None and niah["tokens_to_generate"] < 1:
+                yield (
+                    f"tasks.{name}.max_new_tokens: NIAH set {task['dataset']!r} reserves no "
+                    "tokens (tokens_to_generate: 0); set max_new_tokens here"
+                )
+    qa = config.get("qa", {})
+    for name, block in config.get("curated", {}).items():
+        if block["k_max"] < block["k_min"]:
+            yield f"curated.{name}.k_max: {block['k_max']} is less than k_min {block['k_min']}"
+        for index, qa_name in enumerate(block["qa"]):
+            source = qa.get(qa_name, {})
+            if source.get("engine") == "templates" and "conversation" in source["kinds"]:
+                yield (
+                    f"curated.{name}.qa.{index}: QA set {qa_name!r} makes conversation records, "
+                    f"which have no single question to deduplicate; leave 'conversation' out of "
+                    f"qa.{qa_name}.kinds or this set out of the curation"
+                )
+    for name, block in config.get("exports", {}).items():
+        if block["push"] and not block.get("repo_id"):
+            yield f"exports.{name}.repo_id: push is true, but no repo_id (organisation/name) is set"
 
 
 def _mining_problems(
@@ -370,6 +504,7 @@ def _mining_problems(
 
 def _path_problems(config: MutableMapping[str, Any], base: Path) -> Iterator[str]:
     """Inputs on this machine that a job would miss: local and path-like sources, models."""
+    from adapterflow.generate.llm import resolve_lm
     from adapterflow.models import PYPI_PREFIX, resolve_model_path
 
     def missing(given: str) -> bool:
@@ -400,6 +535,28 @@ def _path_problems(config: MutableMapping[str, Any], base: Path) -> Iterator[str
             resolve_model_path(reference)
         except ConfigError as err:
             yield f"models.{name}.path: {err}"
+    for name, lm in config.get("lms", {}).items():
+        # Converted already: convert_llm will not run again, so the source need not be here.
+        if (base / "results" / "lms" / name / "config.json").exists():
+            continue
+        reference = lm["path"]
+        if not reference.startswith(PYPI_PREFIX) and (base / reference).exists():
+            continue
+        try:
+            resolve_lm(reference)
+        except ConfigError as err:
+            yield f"lms.{name}.path: {err}"
+    for name, block in config.get("qa", {}).items():
+        if block["engine"] != "templates":
+            continue
+        for key in ("facts", "templates"):
+            if missing(block[key]):
+                relative = not Path(block[key]).expanduser().is_absolute()
+                yield f"qa.{name}.{key}: {block[key]!r} does not exist" + (
+                    f" (a relative path is read from the working directory {base})"
+                    if relative
+                    else ""
+                )
 
 
 def load_config(path: str | Path, schema: dict[str, Any] | None = None) -> dict[str, Any]:

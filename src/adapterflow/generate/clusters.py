@@ -564,7 +564,8 @@ def dedup_cluster_split(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Dedup, cluster and split the QA records of ``inputs`` into ``out_dir``; return the
-    manifest.
+    manifest. Each input is a QA JSONL file, or a directory holding ``qa.jsonl`` (the output
+    directory of the QA generation step).
 
     The texts (``settings["text_field"]``, the question by default) are embedded once with
     ``model`` (a ``models:`` config block, through :func:`~adapterflow.eval.encode.encode`)
@@ -595,7 +596,7 @@ def dedup_cluster_split(
          'map.svg', 'qa_kept.jsonl', 'removed.jsonl', 'splits']
     """
     settings = resolve_settings(settings)
-    inputs = [Path(path) for path in inputs]
+    inputs = [Path(path) / "qa.jsonl" if Path(path).is_dir() else Path(path) for path in inputs]
     if not inputs:
         raise ConfigError("dedup_cluster_split needs at least one QA JSONL input")
     if embed is None:

@@ -47,18 +47,20 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
 import random
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from tqdm import tqdm
 
 from adapterflow.data.pairs import split_sentences
-from adapterflow.errors import ConfigError
+from adapterflow.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -593,20 +595,22 @@ def generate_niah(
     grid = [(n, d, s) for n in lengths for d in depths for s in range(num_samples)]
     name = variant if isinstance(variant, str) else variant.name
     start = time.perf_counter()
-    rows = [
-        generate_niah_sample(
-            variant,
-            count_tokens=count_tokens,
-            length=n,
-            depth=d,
-            haystack=haystack,
-            seed=seed,
-            sample=s,
-            index=i,
-            **options,
-        )
-        for i, (n, d, s) in enumerate(tqdm(grid, desc=f"NIAH {name}", unit="sample"))
-    ]
+    # Closed before an error propagates, so the bar never prints after the error message.
+    with tqdm(grid, desc=f"NIAH {name}", unit="sample") as bar:
+        rows = [
+            generate_niah_sample(
+                variant,
+                count_tokens=count_tokens,
+                length=n,
+                depth=d,
+                haystack=haystack,
+                seed=seed,
+                sample=s,
+                index=i,
+                **options,
+            )
+            for i, (n, d, s) in enumerate(bar)
+        ]
     seconds = time.perf_counter() - start
     logger.info(
         "generated %d %s samples in %.1f s (%.1f samples/s)",
@@ -702,3 +706,142 @@ def qa_sample(
         "gold_documents": list(range(at + 1, at + 1 + len(golds))),
         "num_documents": n + len(golds),
     }
+
+
+#: The keys of a NIAH set's config block (``niah:`` in the config) and their defaults.
+SET_DEFAULTS: dict[str, Any] = {
+    "variants": None,  # required
+    "lengths": None,  # required
+    "depths": [0, 25, 50, 75, 100],
+    "samples": 1,
+    "seed": 0,
+    "tokens_to_generate": 128,
+    "template": None,  # None: RULER's template
+    "answer_prefix": None,  # None: RULER's answer prefix
+}
+
+
+def generate_niah_set(
+    block: Mapping[str, Any],
+    *,
+    count_tokens: TokenCounter | Any,
+    haystack: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The records of a NIAH set's config block: every variant of ``block["variants"]`` ×
+    length × depth × sample (:func:`generate_niah`), variants in the given order, ``index``
+    numbering all records. Keys and defaults are :data:`SET_DEFAULTS`; an unknown key or a
+    missing ``variants``/``lengths`` raises :class:`ConfigError`, as does an essay variant
+    without ``haystack`` texts.
+
+    Example:
+        >>> from adapterflow.generate.niah import generate_niah_set
+        >>> block = {"variants": ["niah_single_1", "niah_multikey_2"], "lengths": [120],
+        ...          "depths": [0, 100], "tokens_to_generate": 8}
+        >>> rows = generate_niah_set(block, count_tokens=lambda t: len(t.split()))
+        >>> [(r["index"], r["id"]) for r in rows]  # doctest: +NORMALIZE_WHITESPACE
+        [(0, 'niah_single_1-120-d0-s0'), (1, 'niah_single_1-120-d100-s0'),
+         (2, 'niah_multikey_2-120-d0-s0'), (3, 'niah_multikey_2-120-d100-s0')]
+    """
+    if unknown := sorted(set(block) - set(SET_DEFAULTS)):
+        raise ConfigError(
+            f"niah: unknown key(s) {', '.join(unknown)} (known: {', '.join(SET_DEFAULTS)})"
+        )
+    settings = {**SET_DEFAULTS, **block}
+    for key in ("variants", "lengths"):
+        if not settings[key]:
+            raise ConfigError(f"niah: {key} is required (a non-empty list)")
+    options: dict[str, Any] = {"tokens_to_generate": settings["tokens_to_generate"]}
+    for key in ("template", "answer_prefix"):
+        if settings[key] is not None:
+            options[key] = settings[key]
+    specs = [resolve_variant(variant) for variant in settings["variants"]]
+    if not haystack and (essay := [s.name for s in specs if s.haystack == "essay"]):
+        raise ConfigError(
+            f"niah: variant {essay[0]!r} hides its needles in essay text; give haystack texts"
+        )
+    count = token_counter(count_tokens)
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
+        rows += generate_niah(
+            spec,
+            count_tokens=count,
+            lengths=settings["lengths"],
+            depths=settings["depths"],
+            num_samples=settings["samples"],
+            haystack=haystack if spec.haystack == "essay" else None,
+            seed=settings["seed"],
+            **options,
+        )
+    for index, row in enumerate(rows):
+        row["index"] = index
+    return rows
+
+
+def niah_set_manifest(rows: Sequence[Mapping[str, Any]], **extra: Any) -> dict[str, Any]:
+    """Counts of a NIAH set for its manifest: records, per variant, per target length and per
+    depth, and the records' token lengths; ``extra`` keys (settings, sources) come first.
+
+    Example:
+        >>> from adapterflow.generate.niah import niah_set_manifest
+        >>> rows = [{"variant": "niah_single_1", "target_length": 64, "depth": 0.0,
+        ...          "length": 60}]
+        >>> niah_set_manifest(rows)["counts"]
+        {'records': 1, 'by_variant': {'niah_single_1': 1}, 'by_length': {'64': 1}, \
+'by_depth': {'0': 1}}
+    """
+
+    def tally(key: str, fmt: Callable[[Any], str] = str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[fmt(row[key])] = counts.get(fmt(row[key]), 0) + 1
+        return counts
+
+    lengths = [int(row["length"]) for row in rows]
+    return {
+        **extra,
+        "counts": {
+            "records": len(rows),
+            "by_variant": tally("variant"),
+            "by_length": tally("target_length"),
+            "by_depth": tally("depth", lambda depth: f"{depth:g}"),
+        },
+        "record_length": {
+            "min": min(lengths, default=0),
+            "mean": round(sum(lengths) / len(lengths), 1) if lengths else 0.0,
+            "max": max(lengths, default=0),
+        },
+    }
+
+
+def read_haystack(corpus: str | os.PathLike[str], *, max_words: int | None = None) -> list[str]:
+    """The texts of a BEIR ``corpus.jsonl`` (or a dataset directory holding one), in file
+    order, for essay haystacks; with ``max_words``, only the first documents that together
+    hold at least that many words (a sample of ``n`` tokens never uses more than ``n`` words
+    of the haystack, whose start it always takes, so twice the longest length is plenty).
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> from adapterflow.generate.niah import read_haystack
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "corpus.jsonl"
+        >>> rows = [{"_id": str(i), "text": "one two three"} for i in range(5)]
+        >>> _ = path.write_text("".join(json.dumps(r) + "\\n" for r in rows))
+        >>> len(read_haystack(path)), len(read_haystack(path.parent, max_words=4))
+        (5, 2)
+    """
+    from adapterflow.generate.chunking import read_corpus
+
+    path = Path(corpus)
+    if path.is_dir():
+        path = path / "corpus.jsonl"
+    texts: list[str] = []
+    words = 0
+    for _, text in read_corpus(path):
+        if not text.strip():
+            continue
+        texts.append(text)
+        words += len(text.split())
+        if max_words is not None and words >= max_words:
+            break
+    if not texts:
+        raise DataError(path, "no text for a haystack")
+    return texts

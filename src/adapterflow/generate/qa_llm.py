@@ -74,7 +74,7 @@ from typing import Any
 from adapterflow.data.pairs import format_counts, truncate
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.generate.llm import DEFAULT_LM, GenerationStats, Messages
-from adapterflow.generate.qa_records import Rejected, extract_json, parse_records
+from adapterflow.generate.qa_records import Rejected, extract_json, label_records, parse_records
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -513,12 +513,15 @@ def generate_qa(
     *,
     threads: int | None = None,
     generate: Generate | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Generate QA records for the chunks of ``chunks_dir/chunks.jsonl`` (or a ``chunks.jsonl``
     path) into ``out_dir`` (see the module docstring) and return the manifest.
 
     ``generate`` replaces the LM (tests, or another backend); by default the model of
-    ``settings`` is loaded with ``threads`` CPU threads.
+    ``settings`` is loaded with ``threads`` CPU threads. With ``dataset`` (the QA set's name)
+    every written record also gets ``dataset`` and ``id`` = ``"{dataset}:{_id}"``
+    (:func:`~adapterflow.generate.qa_records.label_records`), so sets can be pooled.
     """
     chunks_path = Path(chunks_dir)
     if chunks_path.suffix != ".jsonl":
@@ -568,8 +571,12 @@ def generate_qa(
     if settings.rephrase and records:
         rephrased = _rephrase(records, settings, generate, counts, rejected)
 
+    if dataset is not None:
+        records = label_records(records, dataset, id_field="_id")
+        rephrased = label_records(rephrased, dataset, id_field="_id")
     seconds = time.perf_counter() - started
     manifest = {
+        "dataset": dataset,
         "chunks_file": str(chunks_path),
         "chunks_sha256": sha256_file(chunks_path),
         "settings": _settings_dict(settings),

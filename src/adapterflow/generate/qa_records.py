@@ -252,3 +252,22 @@ def reject_counts(rejected: Iterable[Rejected]) -> dict[str, int]:
         {'no_json': 2, 'invalid_difficulty': 1}
     """
     return dict(Counter(r.kind for r in rejected).most_common())
+
+
+def label_records(
+    rows: Iterable[dict[str, Any]], dataset: str, *, id_field: str = "id"
+) -> list[dict[str, Any]]:
+    """``rows`` labelled with the QA set they belong to, so sets can be pooled: each row gets
+    ``"dataset": dataset`` and ``"id": "{dataset}:{row[id_field]}"`` (unique across sets when
+    ``row[id_field]`` is unique within one), after the fields it already has.
+
+    Template records carry an ``id``; LLM records an ``_id`` (pass ``id_field="_id"``, which is
+    kept). The curation step (:func:`adapterflow.generate.clusters.dedup_cluster_split`) reads
+    ``id`` and ``dataset``.
+
+    Example:
+        >>> from adapterflow.generate.qa_records import label_records
+        >>> label_records([{"_id": "d1-c0-q0", "question": "Q?"}], "wiki-llm", id_field="_id")
+        [{'_id': 'd1-c0-q0', 'question': 'Q?', 'id': 'wiki-llm:d1-c0-q0', 'dataset': 'wiki-llm'}]
+    """
+    return [{**row, "id": f"{dataset}:{row[id_field]}", "dataset": dataset} for row in rows]

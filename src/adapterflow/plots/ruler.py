@@ -107,7 +107,7 @@ def plot_depth_length_heatmap(
     lengths = [int(n) for n in means.columns]
     depths = [float(d) for d in means.index]
     fig = Figure(
-        figsize=(max(4.0, 0.75 * len(lengths) + 2.2), max(2.6, 0.34 * len(depths) + 1.4)),
+        figsize=(max(4.4, 0.75 * len(lengths) + 2.6), max(3.0, 0.34 * len(depths) + 1.6)),
         layout="constrained",
     )
     ax = fig.add_subplot()
@@ -126,7 +126,7 @@ def plot_depth_length_heatmap(
     ax.set_xticks(range(len(lengths)), [_format_length(n) for n in lengths])
     ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
     ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("depth of the answer in the context")
+    ax.set_ylabel("answer depth in the context")
     scores = frame["score"]
     name = " · ".join(part for part in (label, variant) if part)
     n = int(counts.to_numpy().sum())

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ["run", "model", "stage", "seed", "task", "split", "metric", "value"]
 STAGES = ("base", "stage1", "stage2")
-TASK_KINDS = ("retrieval", "sts", "triplets", "anisotropy")
+TASK_KINDS = ("retrieval", "sts", "triplets", "anisotropy", "ruler")
 MAIN_SCORE = "main_score"
 PREFERRED_SPLIT = "test"
 
@@ -63,6 +63,9 @@ MAIN_SCORE_MEANING = {
     "(higher is better)",
     "anisotropy": "mean cosine similarity of random text pairs; lower means a less anisotropic, "
     "better spread embedding space",
+    "ruler": "RULER score of a causal LM's greedy answers on a generated needle-in-a-haystack "
+    "set: the mean over variants of the share of expected values found, 0-100 "
+    "(higher is better)",
 }
 # Which named metric a task kind's main score usually copies, when several are equal.
 _CONVENTIONAL_MAIN = ("ndcg_at_10", "spearman", "accuracy", "mean_cosine")
