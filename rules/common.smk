@@ -1,8 +1,12 @@
 """Helpers for rules/*.smk (config validation, param lookups); this file defines no rules."""
 
+import functools
+import hashlib
 import os
 import re
+from pathlib import Path
 
+import adapterflow
 from adapterflow.config import load_schema, validate_config
 
 validate_config(
@@ -22,6 +26,79 @@ def sorted_block(value):
     if isinstance(value, list):
         return [sorted_block(item) for item in value]
     return value
+
+
+# Snakemake reruns a job when its `script:` file changes, but it cannot see the adapterflow
+# modules that script imports. library_code() declares them: a rule passes
+# `library=library_code("<script>.py")` as a param, so editing any module the script imports
+# (directly or through other adapterflow modules) reruns that rule's jobs and what follows,
+# and an edit elsewhere in the package reruns nothing. The package hashed is the one jobs
+# import (the editable checkout in the venv, or any installed copy). Imports are found with a
+# regular expression rather than by parsing, which would slow every `snakemake` call.
+LIBRARY = Path(adapterflow.__file__).parent
+_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(?P<base>[\w.]+)[ \t]+import[ \t]+"
+    r"(?:\((?P<group>[^)]*)\)|(?P<names>[^\n#]+))|import[ \t]+(?P<modules>[^\n#]+))",
+    re.MULTILINE,
+)
+
+
+def _module_files(name):
+    """The package files `import name` runs: every `__init__.py` on the way, then the module
+    itself. `name` may end in a function or class name (`from m import f`), which adds nothing.
+    """
+    files = []
+    folder = LIBRARY
+    for part in name.split(".")[1:]:
+        if (folder / "__init__.py").is_file():
+            files.append(folder / "__init__.py")
+        if (folder / f"{part}.py").is_file():
+            return files + [folder / f"{part}.py"]
+        folder = folder / part
+        if not folder.is_dir():
+            return files
+    if (folder / "__init__.py").is_file():
+        files.append(folder / "__init__.py")
+    return files
+
+
+def _imported_modules(source, package):
+    """adapterflow modules (or names in them) that Python source imports, at the top or inside
+    a function; `package` resolves relative imports."""
+    found = set()
+    for match in _IMPORT.finditer(source):
+        if match["modules"]:
+            found.update(name.split()[0] for name in match["modules"].split(","))
+            continue
+        base = match["base"]
+        if base.startswith("."):
+            level = len(base) - len(base.lstrip("."))
+            parent = package.split(".")[: len(package.split(".")) - level + 1]
+            base = ".".join(parent + ([base.lstrip(".")] if base.lstrip(".") else []))
+        found.add(base)
+        names = re.sub(r"#.*|\\", " ", match["group"] or match["names"])
+        found.update(f"{base}.{name.split()[0]}" for name in names.split(",") if name.strip())
+    return {name for name in found if name.split(".")[0] == "adapterflow"}
+
+
+@functools.cache
+def library_code(script):
+    """sha256 of every adapterflow module that scripts/`script` imports, directly or not."""
+    seen = set()
+    todo = [(Path(workflow.source_path(f"../scripts/{script}")), "")]
+    while todo:
+        path, package = todo.pop()
+        for name in _imported_modules(path.read_text(encoding="utf-8"), package):
+            for module in _module_files(name):
+                if module not in seen:
+                    seen.add(module)
+                    parent = module.relative_to(LIBRARY.parent).parent
+                    todo.append((module, ".".join(parent.parts)))
+    digest = hashlib.sha256()
+    for module in sorted(seen):
+        digest.update(module.relative_to(LIBRARY).as_posix().encode() + b"\0")
+        digest.update(module.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def dataset_block(dataset, key):

@@ -11,6 +11,7 @@ rule fetch_raw:
         "../envs/cpu.yaml"
     params:
         source=lambda wc: dataset_block(wc.dataset, "source"),
+        library=library_code("fetch_raw.py"),
     script:
         "../scripts/fetch_raw.py"
 
@@ -28,5 +29,6 @@ rule prepare_dataset:
         "../envs/cpu.yaml"
     params:
         prepare=lambda wc: dataset_block(wc.dataset, "prepare"),
+        library=library_code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"

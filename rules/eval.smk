@@ -18,6 +18,7 @@ rule embed_corpus:
         model=lambda wc: model_block(wc.model),
         run=lambda wc: run_info(wc.model, wc.run),
         evaluation=evaluation_block(),
+        library=library_code("embed_corpus.py"),
     script:
         "../scripts/embed_corpus.py"
 
@@ -44,5 +45,6 @@ rule evaluate:
         model=lambda wc: model_block(wc.model),
         run=lambda wc: run_info(wc.model, wc.run),
         evaluation=evaluation_block(),
+        library=library_code("evaluate.py"),
     script:
         "../scripts/evaluate.py"

@@ -20,6 +20,8 @@ rule aggregate:
         "results/logs/aggregate/aggregate.log",
     conda:
         "../envs/cpu.yaml"
+    params:
+        library=library_code("aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
@@ -53,5 +55,6 @@ rule figures:
         "../envs/cpu.yaml"
     params:
         out_dir=lambda wc, output: os.path.dirname(output.heatmap[0]),
+        library=library_code("figures.py"),
     script:
         "../scripts/figures.py"

@@ -10,6 +10,7 @@ rule tokenize_triplets:
     params:
         model=lambda wc: model_block(wc.model),
         max_length=tokenize_max_length,
+        library=library_code("tokenize_triplets.py"),
     script:
         "../scripts/tokenize_triplets.py"
 
@@ -37,5 +38,7 @@ rule train_adapter:
         seed=lambda wc: int(wc.seed),
         # Outside the output: Snakemake deletes an incomplete job's outputs before a rerun.
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}/{wc.stages}/seed{wc.seed}",
+        # The adapterflow modules the script imports (rules/common.smk): a code change reruns.
+        library=library_code("train_adapter.py"),
     script:
         "../scripts/train_adapter.py"

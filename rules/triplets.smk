@@ -11,6 +11,7 @@ rule make_pairs:
     params:
         pairs=lambda wc: pairs_block(wc.pairs),
         held_out_splits=held_out_splits(),
+        library=library_code("make_pairs.py"),
     script:
         "../scripts/make_pairs.py"
 
@@ -36,5 +37,6 @@ rule mine_triplets:
         mining=lambda wc: triplets_block(wc.triplets),
         model=mining_model,
         held_out_splits=held_out_splits(),
+        library=library_code("mine_triplets.py"),
     script:
         "../scripts/mine_triplets.py"

@@ -42,6 +42,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling
 from tqdm import tqdm
 
 from adapterflow.errors import ConfigError, DataError
+from adapterflow.io import remove_stale_temporaries
 from adapterflow.models import resolve_model_path
 from adapterflow.train.tokenize import eos_policy
 
@@ -373,6 +374,7 @@ def save_embeddings(
         )
     meta_json = json.dumps(dict(meta or {}), sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)  # of a writer that was killed
     # The temporary file sits beside the target so os.replace is a same-filesystem rename.
     handle = tempfile.NamedTemporaryFile(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
