@@ -77,7 +77,9 @@ def _imported_modules(source, package):
             base = ".".join(parent + ([base.lstrip(".")] if base.lstrip(".") else []))
         found.add(base)
         names = re.sub(r"#.*|\\", " ", match["group"] or match["names"])
-        found.update(f"{base}.{name.split()[0]}" for name in names.split(",") if name.strip())
+        found.update(
+            f"{base}.{name.split()[0]}" for name in names.split(",") if name.strip()
+        )
     return {name for name in found if name.split(".")[0] == "adapterflow"}
 
 
