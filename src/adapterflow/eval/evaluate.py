@@ -28,41 +28,18 @@ Example:
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from adapterflow.eval.encode import encode, load_encoder, save_embeddings
+from adapterflow.eval.runtime import pick_device, seed_everything, set_threads
 from adapterflow.eval.tasks import corpus_texts, evaluate_task
 from adapterflow.io import atomic_file, write_json
 from adapterflow.provenance import provenance
 
 logger = logging.getLogger(__name__)
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _device(evaluation: Mapping[str, Any]) -> str:
-    import torch
-
-    return evaluation.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
 
 
 def embed_corpus(
@@ -77,14 +54,14 @@ def embed_corpus(
 ) -> Path:
     """Embed every document of a prepared retrieval dataset (in corpus order) into ``out``."""
     evaluation = evaluation or {}
-    _set_threads(threads)
-    _seed_everything(0)
+    set_threads(threads)
+    seed_everything(0)
     started = time.perf_counter()
     ids, texts = corpus_texts(dataset_dir)
     encoder = load_encoder(
         model,
         adapter=adapter,
-        device=_device(evaluation),
+        device=pick_device(evaluation),
         merge=bool(evaluation.get("merge_adapter", True)),
     )
     embeddings = encode(
@@ -122,11 +99,11 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Score one (run, task) and write the eval JSON and the per-item CSV atomically."""
     evaluation = evaluation or {}
-    _set_threads(threads)
+    set_threads(threads)
     seed = run.get("seed")
-    _seed_everything(seed or 0)
+    seed_everything(seed or 0)
     started = time.perf_counter()
-    device = _device(evaluation)
+    device = pick_device(evaluation)
     encoder = load_encoder(
         model,
         adapter=run.get("adapter"),

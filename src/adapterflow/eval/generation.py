@@ -68,7 +68,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,6 +80,7 @@ from tqdm import tqdm
 
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.eval import ruler
+from adapterflow.eval.runtime import pick_device, seed_everything, set_threads
 from adapterflow.generate.cleaning import postprocess_prediction
 from adapterflow.io import atomic_file, read_jsonl, write_json
 from adapterflow.provenance import provenance
@@ -332,27 +332,6 @@ def read_generation_set(
 
 
 # --- model, prompts and generation --------------------------------------------------------------
-
-
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _device(evaluation: Mapping[str, Any]) -> str:
-    import torch
-
-    return evaluation.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _adapter_of(model: Mapping[str, Any], run: Mapping[str, Any]) -> str | None:
@@ -691,11 +670,11 @@ def run_generation_evaluation(
             f"prompt_format {requested_format!r} is not one of {', '.join(PROMPT_FORMATS)}"
         )
 
-    _set_threads(threads)
+    set_threads(threads)
     seed = run.get("seed")
-    _seed_everything(seed or 0)
+    seed_everything(seed or 0)
     started = time.perf_counter()
-    device = _device(evaluation)
+    device = pick_device(evaluation)
     lm, tokenizer = load_causal_lm(
         model,
         adapter=adapter,
