@@ -272,6 +272,20 @@ STATIC = {
         "stages.news",
         "bf16 and fp16 are both true; choose one mixed precision",
     ),
+    "preserve-similarity-with-cached-loss": Static(
+        both(
+            put("stages", "news", "loss", value="cached_mnrl"),
+            put("stages", "news", "preserve_similarity", value={"weight": 0.3}),
+        ),
+        "stages.news.preserve_similarity",
+        "needs loss mnrl or symmetric; cached_mnrl embeds without keeping the graph the "
+        "penalty needs",
+    ),
+    "preserve-similarity-unknown-measure": Static(
+        put("stages", "news", "preserve_similarity", value={"weight": 0.3, "measure": "cosine"}),
+        "stages.news.preserve_similarity.measure",
+        "'cosine' is not one of ['pearson', 'mse']",
+    ),
 }
 
 

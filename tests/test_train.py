@@ -21,9 +21,9 @@ from transformers import AutoModel, AutoTokenizer, TrainerCallback
 from adapterflow.errors import ConfigError
 from adapterflow.eval.encode import encode, load_encoder
 from adapterflow.models import resolve_model_path
-from adapterflow.train.adapter import train_adapter
+from adapterflow.train.adapter import lora_config, train_adapter
 from adapterflow.train.collator import PreTokenizedCollator
-from adapterflow.train.losses import build_loss
+from adapterflow.train.losses import SimilarityPreservingLoss, build_loss
 from adapterflow.train.merge import MANIFEST, merge_chain, read_merged_chain
 from adapterflow.train.sampler import LengthGroupedNoDuplicatesBatchSampler
 from adapterflow.train.tokenize import tokenize_triplets
@@ -520,6 +520,104 @@ def test_losses_and_option_errors(repo, work, tokenized, stage1):
         with pytest.raises(ConfigError, match="needs bitsandbytes"):
             train_adapter(model_cfg=MINILM, stage_cfg={"qlora": True}, **common)
     assert not (work / "x").exists()
+
+
+# --- similarity-preserving loss -----------------------------------------------------------------
+
+
+def off_diagonal_cosines(x: np.ndarray) -> np.ndarray:
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return (x @ x.T)[~np.eye(len(x), dtype=bool)]
+
+
+def test_similarity_penalty_matches_a_numpy_reference():
+    model = load_encoder(MINILM, device="cpu")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 8)), rng.normal(size=(6, 8))
+    expected = {
+        "pearson": 1 - np.corrcoef(off_diagonal_cosines(a), off_diagonal_cosines(b))[0, 1],
+        "mse": np.mean((off_diagonal_cosines(a) - off_diagonal_cosines(b)) ** 2),
+    }
+    for measure, value in expected.items():
+        loss = SimilarityPreservingLoss(model, build_loss(model, {}), weight=1.0, measure=measure)
+        got = loss.penalty(torch.tensor(a).float(), torch.tensor(b).float())
+        assert got.item() == pytest.approx(value, abs=1e-6)
+        assert loss.penalty(torch.tensor(a), torch.tensor(a)).item() == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ConfigError, match="measure 'cosine' is not one of"):
+        SimilarityPreservingLoss(model, build_loss(model, {}), weight=1.0, measure="cosine")
+    with pytest.raises(ConfigError, match="not cached_mnrl"):
+        build_loss(model, {"loss": "cached_mnrl", "preserve_similarity": {"weight": 1}})
+    assert type(build_loss(model, {"preserve_similarity": {"weight": 0}})).__name__ == (
+        "MultipleNegativesRankingLoss"
+    )
+
+
+def test_similarity_preserving_loss_compares_with_the_adapter_switched_off():
+    model = load_encoder(MINILM, device="cpu")
+    model.add_adapter(lora_config(model, MINILM, STAGE))
+    rows = synthetic_triplets(8)
+    columns = [[row["anchor"] for row in rows], [row["positive"] for row in rows]]
+    loss = build_loss(model, {"preserve_similarity": {"weight": 5.0}})
+
+    def both_losses() -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            loss([model.tokenize(c) for c in columns], None),
+            loss.loss([model.tokenize(c) for c in columns], None),
+        )
+
+    model.eval()
+    wrapped, contrastive = both_losses()
+    # A fresh LoRA adds nothing (B = 0): the model and its reference agree, no penalty.
+    assert wrapped.item() == pytest.approx(contrastive.item(), abs=1e-6)
+    torch.manual_seed(0)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(std=0.05)
+    model.train()
+    torch.manual_seed(1)
+    wrapped, _ = both_losses()
+    model.eval()
+    penalty = (wrapped - loss.loss([model.tokenize(c) for c in columns], None)).item()
+    assert penalty > 1e-4
+    wrapped.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert grads and all("lora_" in n and g is not None for n, g in grads.items())
+    # The adapter is back on after the reference pass, and the train/eval mode is restored.
+    model.train()
+    loss([model.tokenize(c) for c in columns], None)
+    assert model.training
+    adapted = encode(model, PROBE, show_progress=False)
+    base = encode(load_encoder(MINILM, device="cpu"), PROBE, show_progress=False)
+    assert np.abs(adapted - base).max() > 1e-3
+
+
+def test_preserve_similarity_keeps_document_similarities_closer_to_the_base(
+    work, tokenized, stage1
+):
+    result = train_adapter(
+        model_cfg=MINILM,
+        tokenized_dir=tokenized,
+        out_dir=work / "adapters" / "s1-preserve" / "seed0",
+        stage_cfg={**STAGE, "preserve_similarity": {"weight": 100.0, "measure": "mse"}},
+        seed=0,
+        checkpoint_dir=work / "checkpoints" / "s1-preserve",
+        threads=1,
+    )
+    documents = [row["positive"] for row in synthetic_triplets(16)]
+    base = off_diagonal_cosines(
+        encode(load_encoder(MINILM, device="cpu"), documents, show_progress=False)
+    )
+
+    def change(adapter: Path) -> float:
+        model = load_encoder(MINILM, adapter=adapter, device="cpu")
+        return float(
+            np.mean(
+                np.abs(off_diagonal_cosines(encode(model, documents, show_progress=False)) - base)
+            )
+        )
+
+    assert len(log_rows(result.out_dir)) == 8
+    assert change(result.out_dir) < 0.5 * change(stage1)
 
 
 @pytest.mark.gpu

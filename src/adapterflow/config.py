@@ -405,6 +405,12 @@ def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     for name, stage in config.get("stages", {}).items():
         if stage.get("bf16") and stage.get("fp16"):
             yield f"stages.{name}: bf16 and fp16 are both true; choose one mixed precision"
+        preserve = stage.get("preserve_similarity") or {}
+        if preserve.get("weight") and stage.get("loss") == "cached_mnrl":
+            yield (
+                f"stages.{name}.preserve_similarity: needs loss mnrl or symmetric; cached_mnrl "
+                "embeds without keeping the graph the penalty needs"
+            )
     yield from _generation_problems(config)
 
 
