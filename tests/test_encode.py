@@ -71,6 +71,15 @@ def test_encode_without_normalisation_matches_too(model, texts):
     assert max_diff(ours, model.encode(texts[:16], normalize_embeddings=False)) <= 1e-5
 
 
+def test_bf16_encode_is_float32_and_close_to_float32_encode(model, texts):
+    full = encode(model, texts, show_progress=False)
+    half = encode(model, texts, show_progress=False, bf16=True)
+    assert half.dtype == np.float32 and half.shape == full.shape
+    cosines = np.sum(full * half, axis=1)
+    assert cosines.min() > 0.995 and not np.array_equal(full, half)
+    assert next(model.parameters()).dtype == torch.float32
+
+
 def test_encode_edge_cases(model, caplog):
     empty = encode(model, [], show_progress=False)
     assert empty.shape == (0, 384) and empty.dtype == np.float32

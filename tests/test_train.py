@@ -522,6 +522,22 @@ def test_losses_and_option_errors(repo, work, tokenized, stage1):
     assert not (work / "x").exists()
 
 
+def test_bf16_mixed_precision_trains_on_cpu(work, tokenized):
+    result = train_adapter(
+        model_cfg=MINILM,
+        tokenized_dir=tokenized,
+        out_dir=work / "adapters" / "s1-bf16" / "seed0",
+        stage_cfg={**STAGE, "max_steps": 4, "bf16": True},
+        seed=0,
+        checkpoint_dir=work / "checkpoints" / "s1-bf16",
+        threads=1,
+    )
+    saved = weights(result.out_dir)
+    assert saved and all(w.dtype == torch.float32 for w in saved.values())
+    assert all(np.isfinite(row["loss"]) for row in log_rows(result.out_dir))
+    assert any(w.abs().max() > 0 for k, w in saved.items() if "lora_B" in k)
+
+
 # --- similarity-preserving loss -----------------------------------------------------------------
 
 

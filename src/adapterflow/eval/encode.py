@@ -159,6 +159,7 @@ def encode(
     normalize: bool = True,
     show_progress: bool = True,
     desc: str = "encode",
+    bf16: bool = False,
 ) -> np.ndarray:
     """Embed ``texts`` with ``model``: a float32 array of shape (len(texts), dim), in input order.
 
@@ -175,6 +176,10 @@ def encode(
     not add EOS itself, each text is truncated to ``max_seq_length - 1`` tokens and EOS is
     appended; every text is checked to end with EOS, and a tokenizer without an EOS token is a
     :class:`~adapterflow.errors.DataError`. Mean and CLS pooling tokenize the texts unchanged.
+
+    ``bf16=True`` runs the model under ``torch.autocast`` in bfloat16 (the weights stay float32;
+    the result is float32): on GPUs, and on CPUs with AMX or AVX-512 BF16 units, about twice as
+    fast; on other CPUs slower. Scores move in the third decimal (README, "Timing").
 
     Example:
         >>> from adapterflow.eval.encode import encode, load_encoder
@@ -224,6 +229,7 @@ def encode(
     model.eval()
     with (
         torch.inference_mode(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
         tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress) as bar,
     ):
         for start, stop in itertools.pairwise(bounds):

@@ -70,6 +70,7 @@ def embed_corpus(
         batch_size=int(evaluation.get("batch_size", 64)),
         show_progress=show_progress,
         desc="corpus",
+        bf16=bool(evaluation.get("bf16", False)),
     )
     meta = {
         "model": model.get("path"),
@@ -118,6 +119,7 @@ def run_evaluation(
         batch_size=int(evaluation.get("batch_size", 64)),
         chunk_size=int(evaluation.get("chunk_size", 4096)),
         show_progress=show_progress,
+        bf16=bool(evaluation.get("bf16", False)),
     )
     seconds = time.perf_counter() - started
     split = task.get("split", "test")

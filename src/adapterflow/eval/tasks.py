@@ -74,12 +74,14 @@ def evaluate_task(
     batch_size: int = 64,
     chunk_size: int = 4096,
     show_progress: bool = True,
+    bf16: bool = False,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Score ``model`` on ``task``; return ``(scores with main_score, per-item details)``."""
+    """Score ``model`` on ``task``; return ``(scores with main_score, per-item details)``.
+    ``bf16`` encodes under bfloat16 autocast (:func:`~adapterflow.eval.encode.encode`)."""
     kind = task["kind"]
     if kind in CORPUS_KINDS and corpus_embeddings is None:
         raise ValueError(f"{kind} tasks need the corpus embeddings of the embed_corpus step")
-    encode_kwargs = {"batch_size": batch_size, "show_progress": show_progress}
+    encode_kwargs = {"batch_size": batch_size, "show_progress": show_progress, "bf16": bf16}
     if kind == "retrieval":
         scores, details = _retrieval(
             model, task, Path(dataset_dir), Path(corpus_embeddings), chunk_size, encode_kwargs

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from typing import Any
 from tqdm import tqdm
 
 from adapterflow.errors import ConfigError
+from adapterflow.eval.runtime import set_threads
 from adapterflow.io import atomic_dir, sha256_file, write_json
 from adapterflow.models import PYPI_PREFIX, resolve_model_path
 
@@ -137,15 +138,6 @@ def _cpu_deepspeed() -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        # On a shared CPU more threads than free cores make every matrix product wait on the
-        # slowest thread: one thread is often faster than two busy ones.
-        torch.set_num_threads(int(threads))
-
-
 def load_lm(
     reference: str | os.PathLike[str],
     *,
@@ -159,7 +151,9 @@ def load_lm(
     template."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _set_threads(threads)
+    # On a shared CPU more threads than free cores make every matrix product wait on the
+    # slowest thread: one thread is often faster than two busy ones.
+    set_threads(threads)
     _cpu_deepspeed()
     source = resolve_lm(str(reference))
     started = time.perf_counter()
@@ -327,6 +321,41 @@ def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.add(token_id)
     return sorted(ids)
+
+
+def chat_generator(
+    reference: str | os.PathLike[str],
+    *,
+    dtype: str | None = None,
+    threads: int | None = None,
+    batch_size: int = 8,
+    stats: GenerationStats | None = None,
+) -> Callable[..., list[str]]:
+    """``generate(conversations, max_new_tokens=..., **options) -> replies``: the LM of
+    ``reference``, loaded once by :func:`load_lm`, answering through :func:`generate_chat`
+    (greedy) in batches of ``batch_size``; ``options`` go to :func:`generate_chat`.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from adapterflow.generate.llm import build_tiny_lm, chat_generator
+        >>> generate = chat_generator(str(build_tiny_lm(pathlib.Path(tempfile.mkdtemp()) / "lm")))
+        >>> len(generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=4))
+        1
+    """
+    model, tokenizer = load_lm(reference, dtype=dtype, threads=threads)
+
+    def generate(conversations: Sequence[Messages], **options: Any) -> list[str]:
+        return generate_chat(
+            model,
+            tokenizer,
+            conversations,
+            options.pop("max_new_tokens"),
+            batch_size=batch_size,
+            stats=stats,
+            **options,
+        )
+
+    return generate
 
 
 def generate_chat(

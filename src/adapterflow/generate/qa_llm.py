@@ -73,7 +73,7 @@ from typing import Any
 
 from adapterflow.data.pairs import format_counts, truncate
 from adapterflow.errors import ConfigError, DataError
-from adapterflow.generate.llm import DEFAULT_LM, GenerationStats, Messages
+from adapterflow.generate.llm import DEFAULT_LM, GenerationStats
 from adapterflow.generate.qa_records import Rejected, extract_json, label_records, parse_records
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
 
@@ -486,24 +486,16 @@ Generate = Callable[..., list[str]]
 def lm_generator(
     settings: QASettings, threads: int | None = None, stats: GenerationStats | None = None
 ) -> Generate:
-    """A :data:`Generate` backed by :func:`adapterflow.generate.llm.generate_chat` with the
-    model of ``settings`` (loaded once, greedy decoding)."""
-    from adapterflow.generate.llm import generate_chat, load_lm
+    """A :data:`Generate` backed by the model of ``settings`` (loaded once, greedy decoding)."""
+    from adapterflow.generate.llm import chat_generator
 
-    model, tokenizer = load_lm(settings.model, dtype=settings.dtype, threads=threads)
-
-    def generate(conversations: Sequence[Messages], **options: Any) -> list[str]:
-        return generate_chat(
-            model,
-            tokenizer,
-            conversations,
-            options.pop("max_new_tokens"),
-            batch_size=settings.batch_size,
-            stats=stats,
-            **options,
-        )
-
-    return generate
+    return chat_generator(
+        settings.model,
+        dtype=settings.dtype,
+        threads=threads,
+        batch_size=settings.batch_size,
+        stats=stats,
+    )
 
 
 def generate_qa(

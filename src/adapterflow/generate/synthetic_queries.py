@@ -231,24 +231,12 @@ Generate = Callable[..., list[str]]
 
 
 def lm_generator(settings: QuerySettings, stats: GenerationStats | None = None) -> Generate:
-    """A :data:`Generate` backed by :func:`adapterflow.generate.llm.generate_chat` with the
-    model of ``settings`` (loaded once, greedy decoding)."""
-    from adapterflow.generate.llm import generate_chat, load_lm
+    """A :data:`Generate` backed by the model of ``settings`` (loaded once, greedy decoding)."""
+    from adapterflow.generate.llm import chat_generator
 
-    model, tokenizer = load_lm(settings.model, threads=settings.threads)
-
-    def generate(conversations: Sequence[Any], **options: Any) -> list[str]:
-        return generate_chat(
-            model,
-            tokenizer,
-            conversations,
-            options.pop("max_new_tokens"),
-            batch_size=settings.batch_size,
-            stats=stats,
-            **options,
-        )
-
-    return generate
+    return chat_generator(
+        settings.model, threads=settings.threads, batch_size=settings.batch_size, stats=stats
+    )
 
 
 def synthetic_queries(

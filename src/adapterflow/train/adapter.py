@@ -63,7 +63,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -71,7 +70,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import transformers
 from sentence_transformers import (
@@ -377,13 +375,6 @@ def _prepare_checkpoint_dir(
     return None
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    transformers.set_seed(seed)
-
-
 def _load_base(
     model_cfg: Mapping[str, Any], device: str, qlora: bool, stage_cfg: Mapping[str, Any]
 ) -> SentenceTransformer:
@@ -508,7 +499,8 @@ def _add_adapter(
         if init_mode == "merge":
             merge_adapter(model, init_adapter)
             chain.append(Path(init_adapter).resolve())
-    _seed_everything(seed)
+    # Python, NumPy, torch and CUDA generators: the LoRA initialisation draws from torch's.
+    transformers.set_seed(seed)
     if init_mode == "continue":
         if stage_cfg.get("lora"):
             logger.info("init: continue keeps the stage-1 adapter's LoRA settings; 'lora' ignored")
