@@ -24,6 +24,9 @@ rule train_adapter:
         "results/logs/train_adapter/{model}/{stages}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train_adapter/{model}/{stages}/seed{seed}.tsv"
+    # Trainings are the long chain (stage 1 -> stage 2): started ahead of the evaluation jobs,
+    # the last stage 2 does not end up running alone while the other cores idle.
+    priority: 10
     conda:
         "../envs/gpu.yaml"
     threads: 4
