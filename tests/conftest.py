@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -49,6 +50,24 @@ def run_snakemake(
             f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         )
+    return result
+
+
+def run_script_rule(
+    directory: Path, snakefile: str, *targets: str, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Write a small Snakefile (dedented) into ``directory`` and run it on one core, as the
+    script tests do to check the names a rule passes to its ``script:``."""
+    path = directory / "Snakefile"
+    path.write_text(textwrap.dedent(snakefile))
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(path), *targets],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 

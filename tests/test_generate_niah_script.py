@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from adapterflow.errors import ConfigError
 from adapterflow.generate.niah import generate_niah_set
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "generate_niah.py"
 # Invented essay text (no third-party data).
@@ -123,9 +122,9 @@ def test_snakemake_rule(tmp_path):
     """The names the rule passes: params.niah, params.tokenizer, input.haystack,
     output.jsonl, output.manifest, log[0]."""
     write_corpus(tmp_path / "clean" / "essays")
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule generate_niah:
                 input:
                     haystack="clean/essays",
@@ -139,17 +138,8 @@ def test_snakemake_rule(tmp_path):
                     tokenizer=None,
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert len(read_rows(tmp_path / "niah" / "toy.jsonl")) == 16
     manifest = json.loads((tmp_path / "niah" / "toy.manifest.json").read_text())
     assert manifest["haystack"]["path"] == "clean/essays/corpus.jsonl"

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 from adapterflow.generate.llm import build_tiny_lm
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "generate_qa.py"
 FIXTURES = REPO / "tests" / "fixtures" / "qa_templates"
@@ -169,9 +168,9 @@ def test_snakemake_rule(tmp_path, tiny):
     """The names the rule passes: input.chunks, params.qa, threads, output[0], log[0]."""
     write_chunks(tmp_path / "chunks" / "toy")
     qa = {"engine": "llm", "model": str(tiny), "max_new_tokens": 8, "test_mode": True}
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule generate_qa:
                 input:
                     chunks="chunks/toy",
@@ -184,17 +183,8 @@ def test_snakemake_rule(tmp_path, tiny):
                     qa={qa!r},
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "qa" / "toy" / "manifest.json").read_text())
     assert manifest["counts"]["chunks_used"] == 2
     assert "2 chunks -> 2 replies" in (tmp_path / "logs" / "generate_qa" / "toy.log").read_text()

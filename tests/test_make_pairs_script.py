@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 from adapterflow.data.layouts import PairSet, RetrievalSet
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "make_pairs.py"
 
@@ -92,9 +91,9 @@ def test_snakemake_rule(tmp_path):
     """The names the rule passes: input.dataset, input.held_out, params.pairs,
     params.held_out_splits, output[0], log[0]."""
     write_pairset(tmp_path / "clean" / "sts")
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule make_pairs:
                 input:
                     dataset="clean/sts",
@@ -108,16 +107,7 @@ def test_snakemake_rule(tmp_path):
                     held_out_splits=[["clean/sts", "test"]],
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert len(read_rows(tmp_path / "pairs" / "sts.jsonl")) == 5
     assert "held_out=1" in (tmp_path / "logs" / "make_pairs" / "sts.log").read_text()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 from adapterflow.data.layouts import PairSet, RetrievalSet
 from adapterflow.data.pairs import write_pairs
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "mine_triplets.py"
 TOPICS = ["cat", "dog", "river", "volcano", "bee", "tax"]
@@ -100,9 +99,9 @@ def test_snakemake_rule(tmp_path):
     PairSet({"test": [{"sentence1": PAIRS[0]["positive"], "sentence2": "x", "score": 1}]}).write(
         tmp_path / "clean" / "sts"
     )
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule mine_triplets:
                 input:
                     pairs="pairs/toy.jsonl",
@@ -117,17 +116,8 @@ def test_snakemake_rule(tmp_path):
                     held_out_splits=[["clean/sts", "test"]],
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     rows = read_rows(tmp_path / "triplets" / "toy.jsonl")
     assert len(rows) == len(PAIRS) - 1
     assert "held_out=1" in (tmp_path / "logs" / "mine_triplets" / "toy.log").read_text()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import pandas as pd
 
-from conftest import BIN, REPO
+from conftest import REPO, run_script_rule
 
 SCRIPT = REPO / "scripts" / "plot_ruler_heatmap.py"
 
@@ -62,9 +61,9 @@ def test_a_bad_details_csv_is_one_line(tmp_path):
 def test_snakemake_rule(tmp_path):
     """The names the rule passes: input.details, params.label, output.png (SVG beside it)."""
     write_details(tmp_path / "eval" / "lm" / "base" / "niah.details.csv")
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(
-            f"""
+    run_script_rule(
+        tmp_path,
+        f"""
             rule plot_ruler_heatmap:
                 input:
                     details="eval/lm/base/niah.details.csv",
@@ -77,17 +76,8 @@ def test_snakemake_rule(tmp_path):
                     label="lm base · niah",
                 script:
                     "{SCRIPT}"
-            """
-        )
+            """,
     )
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--snakefile", str(tmp_path / "Snakefile")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     for ext in ("png", "svg"):
         assert (tmp_path / f"figures/ruler/lm/base/niah.{ext}").stat().st_size > 1000
     log = (tmp_path / "logs/plot_ruler_heatmap/lm/base/niah.log").read_text()
