@@ -539,12 +539,10 @@ def _encoder_embedder(
     load on first use, so bad input is reported without waiting for them."""
 
     def embed(texts: list[str]) -> np.ndarray:
-        import torch
-
         from adapterflow.eval.encode import encode, load_encoder
+        from adapterflow.eval.runtime import set_threads
 
-        if threads:
-            torch.set_num_threads(int(threads))
+        set_threads(threads)
         encoder = load_encoder(model)
         return encode(
             encoder, texts, batch_size=batch_size, show_progress=show_progress, desc="questions"

@@ -84,6 +84,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from adapterflow.errors import ConfigError
 from adapterflow.eval.encode import load_encoder
+from adapterflow.eval.runtime import set_threads
 from adapterflow.io import atomic_dir, sha256_file
 from adapterflow.train.callbacks import LoggingProgressCallback, TrainLogCallback
 from adapterflow.train.collator import PreTokenizedCollator
@@ -186,8 +187,7 @@ def train_adapter(
     out_dir = Path(out_dir)
     checkpoint_dir = Path(checkpoint_dir)
     init_mode = _init_mode(stage_cfg, init_adapter)
-    if threads:
-        torch.set_num_threads(int(threads))
+    set_threads(threads)
     dataset, meta = load_tokenized(tokenized_dir)
     _check_tokenized(meta, model_cfg, tokenized_dir)
     fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
