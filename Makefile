@@ -40,14 +40,24 @@ setup: $(STAMP)
 
 setup-dev: $(DEV_STAMP)
 
+# Snakemake's own reader says only "not valid YAML": check the config first for line and column.
+CHECK_CONFIG = $(BIN)/python -m adapterflow.config $(CONFIG) >/dev/null
+# dry-run and dag only read the workflow: an existing .venv will do, even if stale.
+READ_ONLY_SETUP := $(if $(wildcard $(BIN)/snakemake),,setup)
+
 run: setup
+	$(CHECK_CONFIG)
 	$(BIN)/snakemake --workflow-profile profiles/local --configfile $(CONFIG) --cores $(CORES) \
 		--resources gpu=$(GPU_SLOTS) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --configfile $(CONFIG) --report results/report.html $(SNAKEMAKE_ARGS)
+	@echo "report: results/report.html"
 
-dry-run: setup
+dry-run: $(READ_ONLY_SETUP)
+	$(CHECK_CONFIG)
 	$(BIN)/snakemake --workflow-profile profiles/local --configfile $(CONFIG) -n $(SNAKEMAKE_ARGS)
 
-dag: setup
+dag: $(READ_ONLY_SETUP)
+	$(CHECK_CONFIG)
 	$(BIN)/snakemake --configfile $(CONFIG) --rulegraph $(SNAKEMAKE_ARGS)
 
 lint: setup-dev

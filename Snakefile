@@ -1,11 +1,15 @@
 from snakemake.utils import min_version
 
+from adapterflow.config import check_yaml
+
 min_version("9.0")
 
 
 # A config given with --configfile (config.yaml or a preset under configs/) is complete on
 # its own; loading config.yaml too would deep-merge the default datasets into a preset.
 if not workflow.overwrite_configfiles:
+    # Snakemake's reader says only "not valid YAML"; ours names the line and column.
+    check_yaml("config.yaml")
 
     configfile: "config.yaml"
 
@@ -15,6 +19,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/models.smk"
 include: "rules/triplets.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
@@ -38,3 +43,7 @@ rule all:
     input:
         all_outputs(),
         generation_outputs(),
+
+
+onsuccess:
+    print_result_locations()

@@ -2,20 +2,57 @@
 
 import functools
 import hashlib
+import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import adapterflow
-from adapterflow.config import load_schema, validate_config
+from adapterflow.config import load_schema, read_yaml, split_users, validate_config
+from adapterflow.data.fingerprint import local_source_digest, manifest_digest
+from adapterflow.errors import ConfigError
 
-validate_config(
-    config,
-    load_schema(workflow.source_path("../schemas/config.schema.yaml")),
-    source=", ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml",
-)
+# A config mistake is one line on the terminal (file:line or key path: problem), not a
+# traceback into this file.
+try:
+    # Snakemake's YAML reader keeps the last of two equal keys without a word.
+    for path in workflow.overwrite_configfiles or workflow.configfiles:
+        read_yaml(path)
+    validate_config(
+        config,
+        load_schema(workflow.source_path("../schemas/config.schema.yaml")),
+        source=", ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml",
+    )
+except ConfigError as err:
+    sys.exit(f"error: {err}")
 
 DATASETS = sorted(config["datasets"])
+
+
+def profile_placeholders():
+    """Resource values still marked CHANGE (profiles/slurm: account, partitions), as
+    `rule: key=value` strings; a dry-run warns before a real run would be refused by sbatch.
+    """
+    settings = workflow.resource_settings
+    found = [
+        ("default-resources", arg)
+        for arg in getattr(settings.default_resources, "args", None) or []
+    ]
+    for rule, resources in (settings.overwrite_resources or {}).items():
+        found += [(rule, arg) for arg in getattr(resources, "args", None) or []]
+    return [
+        f"{rule}: {arg}" for rule, arg in found if "CHANGE" in arg.partition("=")[2]
+    ]
+
+
+if profile_placeholders():
+    print(
+        "warning: the profile still holds placeholder values ("
+        + "; ".join(profile_placeholders())
+        + "): set them in the profile's config.yaml (the keys marked CHANGE)",
+        file=sys.stderr,
+    )
 
 
 def sorted_block(value):
@@ -108,15 +145,68 @@ def dataset_block(dataset, key):
     return sorted_block(config["datasets"][dataset][key])
 
 
+# fetch_raw copies a local source once, and Snakemake cannot see an edit of the original:
+# its content digest is a param, so an edit (not a mere touch) re-fetches that dataset and
+# reruns what follows. File hashes are cached by size and mtime, so unchanged sources cost a
+# stat per file.
+LOCAL_SOURCE_CACHE = ".snakemake/adapterflow/local_sources.json"
+
+
+def source_content(dataset):
+    """The content digest of a `local` source (None for other kinds). When the original is
+    gone after fetching, the copy's manifest stands in, so deleting it reruns nothing.
+    """
+    source = config["datasets"][dataset]["source"]
+    if source["kind"] != "local":
+        return None
+    found = local_source_digest(source["path"], cache=LOCAL_SOURCE_CACHE)
+    manifest = Path("results/raw", dataset, "manifest.json")
+    if found is None and manifest.is_file():
+        try:
+            return manifest_digest(json.loads(manifest.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):  # not a fetch manifest
+            return None
+    return found
+
+
 MODELS = sorted(config["models"])
 TASKS = sorted(config["tasks"])
 # Tasks whose corpus is embedded once per (model, run) by embed_corpus.
 CORPUS_KINDS = ("retrieval", "anisotropy")
 
 
+def is_hub_model(model):
+    """A model whose path is a hub id: not pypi:, not a local directory (rules/models.smk)."""
+    from adapterflow.errors import AdapterflowError
+    from adapterflow.models import resolve_model_path
+
+    try:
+        return isinstance(resolve_model_path(config["models"][model]["path"]), str)
+    except AdapterflowError:  # not there: config validation reports it
+        return False
+
+
+# Models that the localrule download_model snapshots into results/models/{model}.
+HUB_MODELS = [model for model in MODELS if is_hub_model(model)]
+
+
+def model_dir(model):
+    return f"results/models/{model}"
+
+
+def model_inputs(model):
+    """The local snapshot of a hub model, which every job loading the model depends on
+    (and loads: see model_block); nothing for pypi: and local models."""
+    return {"model_dir": model_dir(model)} if model in HUB_MODELS else {}
+
+
 def model_block(model):
-    """A model's config block, as a param."""
-    return sorted_block(config["models"][model])
+    """A model's config block, as a param; a hub model's path is its local snapshot (the hub
+    id stays, as hub_id), so compute jobs never reach for the network."""
+    block = config["models"][model]
+    if model in HUB_MODELS:
+        block = {**block, "path": model_dir(model), "hub_id": block["path"]}
+    return sorted_block(block)
 
 
 def task_block(task):
@@ -201,14 +291,22 @@ def run_inputs(wildcards):
 
 
 def embed_inputs(wildcards):
-    return {"dataset": f"results/clean/{wildcards.dataset}", **run_inputs(wildcards)}
+    return {
+        "dataset": f"results/clean/{wildcards.dataset}",
+        **run_inputs(wildcards),
+        **model_inputs(wildcards.model),
+    }
 
 
 def evaluate_inputs(wildcards):
     """The prepared dataset and the run's adapter, plus the cached corpus embeddings for
     corpus-level tasks."""
     task = config["tasks"][wildcards.task]
-    inputs = {"dataset": f"results/clean/{task['dataset']}", **run_inputs(wildcards)}
+    inputs = {
+        "dataset": f"results/clean/{task['dataset']}",
+        **run_inputs(wildcards),
+        **model_inputs(wildcards.model),
+    }
     if task["kind"] in CORPUS_KINDS:
         inputs["embeddings"] = (
             f"results/embeddings/{wildcards.model}/{wildcards.run}/{task['dataset']}.npz"
@@ -264,14 +362,19 @@ def triplets_block(name):
 
 
 def mine_inputs(wildcards):
-    """The pairs, the evaluation splits to hold out, and an optional extra candidate corpus."""
+    """The pairs, the evaluation splits to hold out, an optional extra candidate corpus, and
+    for dense mining a hub model's snapshot."""
     block = config["triplets"][wildcards.triplets]
     inputs = {
         "pairs": f"results/pairs/{block['pairs']}.jsonl",
         "held_out": held_out_dirs(),
+        # The pairs' dataset: its corpus (if it has one) joins the candidate pool.
+        "dataset": f"results/clean/{config['pairs'][block['pairs']]['dataset']}",
     }
     if block.get("corpus"):
         inputs["corpus"] = f"results/clean/{block['corpus']}"
+    if block["strategy"] == "dense":
+        inputs.update(model_inputs(block["model"]))
     return inputs
 
 
@@ -294,10 +397,38 @@ def tokenize_max_length(wildcards):
 
 
 def train_inputs(wildcards):
-    """The stage's tokenized triplets, and for stage 2 the stage-1 adapter it starts from."""
+    """The stage's tokenized triplets (and a hub model's snapshot), and for stage 2 the
+    stage-1 adapter it starts from."""
     stage = config["stages"][wildcards.stages.split("+")[-1]]
-    inputs = {"triplets": f"results/tokenized/{wildcards.model}/{stage['triplets']}"}
+    inputs = {
+        "triplets": f"results/tokenized/{wildcards.model}/{stage['triplets']}",
+        **model_inputs(wildcards.model),
+    }
     if "+" in wildcards.stages:
         stage1 = wildcards.stages.split("+")[0]
         inputs["stage1"] = adapter_dir(wildcards.model, stage1, wildcards.seed)
     return inputs
+
+
+def print_result_locations():
+    """After a successful run: where to read the results (paths as this directory has them)."""
+    found = [
+        (label, path)
+        for label, path in (
+            ("summary", "results/tables/summary.md"),
+            ("metrics", "results/tables/metrics.csv"),
+            ("figures", "results/figures"),
+            ("report", "results/report.html"),
+        )
+        if os.path.exists(path)
+    ]
+    if not found:
+        return
+    print("\nResults:", file=sys.stderr)
+    for label, path in found:
+        print(f"  {label:8} {os.path.abspath(path)}", file=sys.stderr)
+    if not os.path.exists("results/report.html"):
+        print(
+            "  report   snakemake --report results/report.html (make run builds it)",
+            file=sys.stderr,
+        )

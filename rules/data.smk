@@ -11,6 +11,8 @@ rule fetch_raw:
         "../envs/cpu.yaml"
     params:
         source=lambda wc: dataset_block(wc.dataset, "source"),
+        # A local source's content (rules/common.smk): editing the file re-fetches it.
+        content=lambda wc: source_content(wc.dataset),
         library=library_code("fetch_raw.py"),
     script:
         "../scripts/fetch_raw.py"
@@ -29,6 +31,10 @@ rule prepare_dataset:
         "../envs/cpu.yaml"
     params:
         prepare=lambda wc: dataset_block(wc.dataset, "prepare"),
+        # Splits that tasks and pairs ask for, checked once the data shows its splits. The
+        # function takes `input` so that Snakemake does not track it: editing a task's split
+        # must not re-prepare the data.
+        required_splits=lambda wc, input: split_users(config, wc.dataset),
         library=library_code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"

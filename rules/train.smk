@@ -1,5 +1,6 @@
 rule tokenize_triplets:
     input:
+        unpack(lambda wc: model_inputs(wc.model)),
         triplets="results/triplets/{triplets}.jsonl",
     output:
         directory("results/tokenized/{model}/{triplets}"),

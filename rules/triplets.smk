@@ -35,6 +35,8 @@ rule mine_triplets:
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         mining=lambda wc: triplets_block(wc.triplets),
+        # How the pairs write a document (strategy, max_chars): corpus documents match it.
+        pairs=lambda wc: pairs_block(config["triplets"][wc.triplets]["pairs"]),
         model=mining_model,
         held_out_splits=held_out_splits(),
         library=library_code("mine_triplets.py"),

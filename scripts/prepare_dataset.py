@@ -37,6 +37,7 @@ if __name__ == "__main__":
                 snakemake.output[0],
                 snakemake.params.prepare,
                 name=snakemake.wildcards.dataset,
+                required_splits=snakemake.params.required_splits,
             )
     else:
         main()

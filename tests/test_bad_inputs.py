@@ -303,9 +303,10 @@ def test_config_mistake_stops_before_any_job(case: Static, tmp_path: Path):
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    prefix = f"{configfile}: {case.key}: "
+    prefix = f"error: {configfile}: {case.key}: "
     lines = [line for line in output.splitlines() if line.startswith(prefix)]
     assert lines == [prefix + case.problem], output
+    assert "Traceback" not in output and "File " not in output  # one line, no traceback
     # Stopped while parsing: no job planned, nothing written.
     assert "Job stats" not in output and not re.search(r"^(local)?rule \w+:", output, re.M)
     assert not (workdir / "results").exists()

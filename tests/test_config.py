@@ -85,7 +85,12 @@ def test_url_source_defaults_and_scheme(tmp_path):
 def test_load_config_names_the_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("datasets: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken.yaml:2:1: not valid YAML: expected ',' or ']'"):
+        load_config(path)
+    path.write_text("datasets: {}\nmodels: {}\ndatasets: {}\n")
+    with pytest.raises(
+        ConfigError, match=r"broken.yaml:3:1: duplicate key 'datasets' \(first at line 1\)"
+    ):
         load_config(path)
     path.write_text(yaml.safe_dump(mutate("datasets.news.source.kind", "ftp")))
     with pytest.raises(ConfigError, match=r"broken.yaml: datasets.news.source.kind"):
@@ -185,3 +190,42 @@ def test_training_defaults():
     assert (stage["init"], stage["loss"], stage["scale"]) == ("continue", "mnrl", 20.0)
     assert stage["lora"] == {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": None}
     assert config["triplets"]["t"]["k"] == 1
+
+
+def comparison_config() -> dict:
+    """Four one-stage experiments on one model, plus two that share stage 1 and differ in
+    stage 2: every run group has its own name (base, s1, s2, s3, s4, s1+s2, s1+s3)."""
+    config = with_training()
+    config["stages"] |= {name: {"triplets": "t"} for name in ("s3", "s4")}
+    config["experiments"] = {
+        f"e{n}": {"model": "minilm", "stage1": f"s{n}", "evaluate": ["lee50"]} for n in range(1, 5)
+    } | {
+        f"e1-{n}": {"model": "minilm", "stage1": "s1", "stage2": f"s{n}", "evaluate": ["lee50"]}
+        for n in (2, 3)
+    }
+    return config
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("base", "stages.base: 'base' is reserved for the pretrained model's run group"),
+        ("Base", "stages.Base: 'Base' is reserved for the pretrained model's run group"),
+        ("s1+s2", "stages: 's1+s2' does not match the names allowed here: letters, digits"),
+        ("s1/s2", "stages: 's1/s2' does not match the names allowed here: letters, digits"),
+        ("s5-seed3", "stages: 's5-seed3' does not match the names allowed here: letters, digit"),
+    ],
+)
+def test_stage_names_that_would_blur_run_groups_are_refused(name, message):
+    # Any number of experiments may share a model (and stage 1) when their stage names differ.
+    validate_config(comparison_config(), source="my.yaml")
+    for key in ("stage1", "stage2"):
+        config = comparison_config()
+        config["stages"][name] = {"triplets": "t"}
+        config["experiments"]["e1"][key] = name
+        with pytest.raises(ConfigError) as info:
+            validate_config(config, source="my.yaml")
+        text = str(info.value)
+        assert text.startswith(f"my.yaml: {message}") and "\n" not in text
+        if "+" in name or "-seed" in name:
+            assert ("no '+'" in text) and ("no '-seed'" in text)

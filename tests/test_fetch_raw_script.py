@@ -76,7 +76,7 @@ runpy.run_path(sys.argv[4], init_globals={"snakemake": snakemake}, run_name="__m
 """
 
 
-def test_snakemake_mode_logs_error_then_raises(tmp_path: Path) -> None:
+def test_snakemake_mode_logs_error_then_exits(tmp_path: Path) -> None:
     # What Snakemake's `script:` directive does: run the file as __main__ with `snakemake` set.
     log, out = tmp_path / "toy.log", tmp_path / "raw" / "toy"
     (tmp_path / "a.txt").write_text("x\n")
@@ -97,6 +97,9 @@ def test_snakemake_mode_logs_error_then_raises(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert proc.returncode != 0 and "SourceError" in proc.stderr
+    # One line for the user; the traceback (with the error's type) in the rule's log only.
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: dataset 'toy': unknown")
     assert "ERROR" in log.read_text() and "unknown source kind 'nope'" in log.read_text()
+    assert "SourceError" in log.read_text()
     assert not (tmp_path / "o2").exists()

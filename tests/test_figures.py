@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_hex
-from test_tables import TASKS, main_score, make_eval_tree
+from test_tables import STRATEGY_RUNS, TASKS, main_score, make_eval_tree, write_runs
 
 from adapterflow.plots.figures import (
     STAGE_COLORS,
@@ -60,6 +60,17 @@ def test_task_bars_one_bar_per_group_with_ci_and_seed_dots(tmp_path, metrics):
     assert_valid_images(tmp_path / "lee50_bars")
 
 
+def test_bars_and_heatmap_show_the_stage_names_of_each_experiment(tmp_path):
+    df = collect_metrics(write_runs(tmp_path, STRATEGY_RUNS))
+    names = ["base", "heading", "ict", "qrels", "random"]
+    ax = plot_task_bars(df, "lee50").axes[0]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == [f"minilm\n{n}" for n in names]
+    colors = [to_hex(bar.get_facecolor()[:3]) for bar in ax.patches]
+    assert colors == [STAGE_COLORS["base"]] + [STAGE_COLORS["stage1"]] * 4
+    rows = [t.get_text() for t in plot_heatmap(df).axes[0].get_yticklabels()]
+    assert rows == [f"minilm {n}" for n in names]
+
+
 def test_unknown_task_is_an_error(metrics):
     with pytest.raises(ValueError, match="no main_score for task 'nope'"):
         plot_task_bars(metrics, "nope")
@@ -89,9 +100,9 @@ def test_heatmap_groups_by_tasks_with_annotations(tmp_path, metrics):
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_per_item_figure_for_every_task_kind(tmp_path, tree, task):
     root = tree[0].parents[2]
-    runs = ["base", "stage1-seed0", "stage2-seed1"]
+    runs = ["base", "stage1-seed0", "stage1+stage2-seed1"]
     csvs = {run: root / "minilm" / run / f"{task}.details.csv" for run in runs}
-    stages = {"base": "base", "stage1-seed0": "stage1", "stage2-seed1": "stage2"}
+    stages = {"base": "base", "stage1-seed0": "stage1", "stage1+stage2-seed1": "stage2"}
     fig = plot_per_item(csvs, TASKS[task], task, tmp_path / f"{task}_per_item", stages=stages)
     assert_valid_images(tmp_path / f"{task}_per_item")
     if TASKS[task] == "sts":

@@ -106,6 +106,6 @@ def test_snakemake_branch_writes_exactly_the_declared_outputs(workdir):
 def test_snakemake_branch_refuses_undeclared_figures(workdir):
     outputs = [str(workdir / p) for p in expected_outputs() if "heatmap" not in p]
     snakemake = snakemake_object(workdir, outputs)
-    with pytest.raises(ValueError, match=r"undeclared \[.*heatmap.png"):
+    with pytest.raises(SystemExit, match=r"error: .*undeclared \[.*heatmap.png"):
         runpy.run_path(str(SCRIPT), init_globals={"snakemake": snakemake}, run_name="__main__")
     assert not (workdir / "results/figures").exists()  # refused before drawing anything

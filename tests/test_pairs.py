@@ -143,6 +143,20 @@ def test_heading_section_uses_title_and_section_or_title_alone(retrieval):
     assert dropped["no_section"] == len(CORPUS) - 3
 
 
+def test_heading_section_warns_once_when_headings_fall_back_to_the_title(retrieval, caplog):
+    caplog.set_level("INFO", logger="adapterflow.data.pairs")
+    ordered(retrieval, "heading_section")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    # d2 has an empty section, d6 to d18 none at all (d5 has no title: dropped, not counted).
+    assert [r.getMessage() for r in warnings] == [
+        f"heading_section: 14 of {len(CORPUS)} passages have no section field (or an empty "
+        "one): their heading falls back to the title alone (require_section: true drops them)"
+    ]
+    caplog.clear()
+    ordered(retrieval, "heading_section", options={"require_section": True})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_inverse_cloze_removes_one_sentence_and_skips_single_sentences(retrieval):
     rows, dropped = ordered(retrieval, "inverse_cloze")
     assert dropped == {"too_few_sentences": 1}

@@ -28,9 +28,12 @@ from adapterflow.report.tables import (
 )
 
 TASKS = {"news": "retrieval", "lee50": "sts", "trip": "triplets", "aniso": "anisotropy"}
-# run name → (stage, seed); the base model is evaluated once, adapters with three seeds.
+# run name → (stage, seed), named as the workflow names them for stages called "stage1" and
+# "stage2": the base model is evaluated once, adapters with three seeds.
 RUNS = {"base": ("base", None)} | {
-    f"{stage}-seed{seed}": (stage, seed) for stage in ("stage1", "stage2") for seed in (0, 1, 2)
+    f"{names}-seed{seed}": (stage, seed)
+    for stage, names in (("stage1", "stage1"), ("stage2", "stage1+stage2"))
+    for seed in (0, 1, 2)
 }
 BASE_SCORE = {"news": 0.40, "lee50": 0.60, "trip": 0.80, "aniso": 0.50}
 STAGE_GAIN = {"base": 0.0, "stage1": 0.05, "stage2": 0.08}
@@ -157,7 +160,7 @@ def test_tidy_table_has_one_row_per_run_task_split_metric(evals):
 @pytest.mark.parametrize("values", [[0.7, 0.72, 0.75], [0.1, 0.5], [0.3, 0.31, 0.29, 0.35]])
 def test_ci_of_the_summary_matches_scipy_t_interval(tmp_path, values):
     for seed, value in enumerate(values):
-        doc = eval_doc("lee50", f"stage2-seed{seed}", "stage2", seed)
+        doc = eval_doc("lee50", f"stage1+stage2-seed{seed}", "stage2", seed)
         doc["scores"]["test"][0]["main_score"] = value
         (tmp_path / f"{seed}.json").write_text(json.dumps(doc))
     summary = summarize(collect_metrics(sorted(tmp_path.glob("*.json"))))
@@ -198,10 +201,110 @@ def test_summary_prefers_the_test_split(tmp_path):
 
 
 def test_two_runs_of_one_group_with_one_seed_are_refused(tmp_path):
-    for run in ("stage1-news-seed0", "stage1-wiki-seed0"):
+    # A run name without its seed is kept whole, so "wiki" (seed 0) joins "wiki-seed0".
+    for run in ("wiki", "wiki-seed0"):
         (tmp_path / f"{run}.json").write_text(json.dumps(eval_doc("lee50", run, "stage1", 0)))
-    with pytest.raises(ValueError, match="stage1-news-seed0.*stage1-wiki-seed0.*differ only by"):
+    with pytest.raises(
+        ValueError, match=r"runs \['wiki', 'wiki-seed0'\] are all 'minilm wiki' with seed 0 on task"
+    ):
         summarize(collect_metrics(sorted(tmp_path.glob("*.json"))))
+
+
+def test_a_group_of_two_stage_levels_is_refused(tmp_path):
+    # A stage named "base" (the config check refuses it) would join the base model's group.
+    for run, stage, seed in (("base", "base", None), ("base-seed0", "stage1", 0)):
+        doc = eval_doc("lee50", run, stage, seed)
+        (tmp_path / f"{run}.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"'minilm base' but of stages \['base', 'stage1'\]"):
+        summarize(collect_metrics(sorted(tmp_path.glob("*.json"))))
+
+
+def write_runs(root: Path, runs: dict[str, tuple[str, int | None]], tasks=("lee50", "news")):
+    """Eval JSON of ``runs`` (name → (stage, seed)) on ``tasks``, as results/eval lays them out."""
+    paths = []
+    for run, (stage, seed) in runs.items():
+        for task in tasks:
+            path = root / "results" / "eval" / "minilm" / run / f"{task}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(eval_doc(task, run, stage, seed)))
+            paths.append(path)
+    return paths
+
+
+# Four one-stage experiments on one model, each with its own pair strategy (issue 12).
+STRATEGY_RUNS = {"base": ("base", None)} | {
+    f"{name}-seed{seed}": ("stage1", seed)
+    for name in ("random", "qrels", "ict", "heading")
+    for seed in (0, 1)
+}
+
+
+def test_four_strategies_on_one_model_are_compared_side_by_side(tmp_path):
+    evals = write_runs(tmp_path, STRATEGY_RUNS)
+    csv, md = tmp_path / "tables" / "metrics.csv", tmp_path / "tables" / "summary.md"
+    df = write_tables(evals, csv, md)
+    groups = ["minilm base", "minilm heading", "minilm ict", "minilm qrels", "minilm random"]
+    summary = summarize(df)
+    assert summary.index.tolist() == groups  # base once, then stage 1 by name
+    assert summary[("lee50", "n")].tolist() == [1, 2, 2, 2, 2]
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| minilm")]
+    assert [row.split(" | ")[0][2:] for row in rows] == groups
+    table = pd.read_csv(csv, keep_default_na=False)
+    assert table.columns.tolist() == COLUMNS
+    assert list(dict.fromkeys(table["group"])) == groups
+    runs = table.drop_duplicates("run").set_index("run")["group"]
+    assert runs["ict-seed1"] == "minilm ict" and runs["base"] == "minilm base"
+    assert table.groupby("group")["stage"].unique().map(list).to_dict() == {
+        "minilm base": ["base"]
+    } | {group: ["stage1"] for group in groups[1:]}
+
+
+def test_experiments_sharing_stage1_and_differing_in_stage2(tmp_path):
+    runs = {"base": ("base", None)}
+    for seed in (0, 1, 2):
+        runs |= {f"wiki-seed{seed}": ("stage1", seed)}
+        runs |= {f"wiki+{name}-seed{seed}": ("stage2", seed) for name in ("news", "lee")}
+    df = collect_metrics(write_runs(tmp_path, runs))
+    summary = summarize(df)
+    assert summary.index.tolist() == [
+        "minilm base",
+        "minilm wiki",
+        "minilm wiki+lee",
+        "minilm wiki+news",
+    ]
+    # Stage 1 is shared: three seeds, counted once, not once per experiment.
+    assert summary[("news", "n")].tolist() == [1, 3, 3, 3]
+    stage1 = [main_score("news", "stage1", seed) for seed in (0, 1, 2)]
+    assert summary.loc["minilm wiki", ("news", "mean")] == pytest.approx(np.mean(stage1))
+    main = main_scores(df)
+    assert main.drop_duplicates("group")["stage"].tolist() == ["base", "stage1", "stage2", "stage2"]
+
+
+def test_base_is_one_group_per_model(tmp_path):
+    paths = []
+    for model in ("minilm", "bge"):
+        for run, stage, seed in (("base", "base", None), ("wiki-seed0", "stage1", 0)):
+            path = tmp_path / model / run / "lee50.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(eval_doc("lee50", run, stage, seed, model=model)))
+            paths.append(path)
+    summary = summarize(collect_metrics(paths))
+    assert summary.index.tolist() == ["bge base", "bge wiki", "minilm base", "minilm wiki"]
+
+
+def test_tables_without_a_group_column_still_aggregate(tmp_path, evals):
+    """Eval JSON and metrics.csv written before groups had names: groups come from run names."""
+    csv = tmp_path / "old.csv"
+    collect_metrics(evals).drop(columns="group").to_csv(csv, index=False)
+    df = read_metrics(csv)
+    assert df.columns.tolist() == COLUMNS
+    pd.testing.assert_frame_equal(df, collect_metrics(evals))
+    hand_made = df.drop(columns="group")
+    assert summarize(hand_made).index.tolist() == [
+        "minilm base",
+        "minilm stage1",
+        "minilm stage1+stage2",
+    ]
 
 
 def _broken(doc: dict, edit) -> dict:
@@ -263,7 +366,7 @@ def test_write_tables_csv_and_markdown(tmp_path, evals):
     write_tables(list(reversed(evals)), csv, md)
     assert csv.read_bytes() == first  # stable bytes whatever the input order
     assert csv.read_text().splitlines()[0] == ",".join(COLUMNS)
-    assert "\nbase,minilm,base,,aniso,test," in csv.read_text()  # empty seed for the base model
+    assert "\nbase,minilm,base,minilm base,,aniso,test," in csv.read_text()  # no seed for base
     lines = md.read_text().splitlines()
     header = next(line for line in lines if line.startswith("| run group"))
     assert header == "| run group | aniso | lee50 | news | trip |"
@@ -286,7 +389,7 @@ def test_write_tables_csv_and_markdown(tmp_path, evals):
 
 
 def test_task_missing_from_a_group_shows_a_dash(tmp_path, evals):
-    kept = [p for p in evals if not (p.parent.name.startswith("stage2") and p.stem == "news")]
+    kept = [p for p in evals if not ("+" in p.parent.name and p.stem == "news")]
     write_tables(kept, tmp_path / "m.csv", tmp_path / "s.md")
     row = next(r for r in (tmp_path / "s.md").read_text().splitlines() if "stage1+stage2" in r)
     assert row.split(" | ")[3] == "—"  # columns: group, aniso, lee50, news, trip

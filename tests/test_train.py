@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -651,3 +652,22 @@ def test_qlora_trains_a_4bit_base(work, tokenized):
     )
     assert (result.out_dir / "adapter_model.safetensors").is_file()
     assert log_rows(result.out_dir)[-1]["memory"] == "cuda"
+
+
+def test_a_batch_larger_than_the_training_rows_warns_and_uses_every_row(work, caplog):
+    triplets = write_triplets(work / "few.jsonl", synthetic_triplets(6))
+    tokenize_triplets(triplets, MINILM, work / "tok-few", max_length=32)
+    with caplog.at_level(logging.WARNING, logger="adapterflow.train.adapter"):
+        result = train_adapter(
+            model_cfg=MINILM,
+            tokenized_dir=work / "tok-few",
+            out_dir=work / "adapters" / "few" / "seed0",
+            stage_cfg={**STAGE, "max_steps": 2, "batch_size": 32},
+            seed=0,
+            checkpoint_dir=work / "checkpoints" / "few",
+            threads=1,
+        )
+    assert result.global_step == 2
+    assert "batch_size 32 is larger than the 6 training rows" in caplog.text
+    assert "using batch_size 6" in caplog.text
+    assert {row["examples"] for row in log_rows(result.out_dir)} == {6}  # per step

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,69 @@ def test_dry_run_plans_the_default_workflow(tmp_path):
         assert f"results/clean/{dataset}" in result.stdout
 
 
+def strategies_config() -> dict:
+    """The default config as a comparison of recipes on one model: four one-stage experiments,
+    each with its own pair strategy, and one that continues the inverse-cloze stage 1 on news."""
+    config = yaml.safe_load(Path(CONFIG).read_text())
+    config["pairs"] |= {
+        "wiki-heading": {"dataset": "wiki", "strategy": "heading_section"},
+        "wiki-first": {"dataset": "wiki", "strategy": "first_sentence"},
+    }
+    bm25 = config["triplets"]["wiki-ict-bm25"]
+    config["triplets"] |= {"wiki-heading": {**bm25, "pairs": "wiki-heading"}}
+    config["triplets"] |= {"wiki-first": {**bm25, "pairs": "wiki-first"}}
+    stage1 = config["stages"].pop("wiki")
+    config["stages"] |= {
+        "heading": {**stage1, "triplets": "wiki-heading"},
+        "ict": stage1,
+        "qrels": {**stage1, "triplets": "news-train"},
+        "first": {**stage1, "triplets": "wiki-first"},
+    }
+    tasks = ["news", "lee50"]
+    config["experiments"] = {
+        name: {"model": "minilm", "stage1": name, "evaluate": tasks, "seeds": [0]}
+        for name in ("heading", "ict", "qrels", "first")
+    } | {"ict-news": {"model": "minilm", "stage1": "ict", "stage2": "news", "evaluate": tasks}}
+    return config
+
+
+def test_dry_run_compares_four_strategies_in_one_aggregate(tmp_path):
+    configfile = tmp_path / "strategies.yaml"
+    configfile.write_text(yaml.safe_dump(strategies_config()))
+    result = run_snakemake("-n", "--configfile", str(configfile), "--directory", str(tmp_path))
+    # Runs: base, heading-seed0, ict-seed0, qrels-seed0, first-seed0, ict+news-seed0.
+    assert job_counts(result.stdout) == {
+        "fetch_raw": 5,
+        "prepare_dataset": 5,
+        "make_pairs": 4,
+        "mine_triplets": 4,
+        "tokenize_triplets": 4,  # the qrels stage and the news stage share news-train
+        "train_adapter": 5,  # four stage 1s (ict shared by two experiments) and ict+news
+        "embed_corpus": 6,  # the news corpus once per run
+        "evaluate": 12,  # 6 runs x 2 tasks
+        "aggregate": 1,
+        "figures": 1,
+        "all": 1,
+        "total": 48,
+    }
+    trained = re.findall(r"wildcards: model=minilm, stages=(\S+), seed=0", result.stdout)
+    assert sorted(trained) == ["first", "heading", "ict", "ict+news", "qrels"]
+    runs = set(re.findall(r"results/eval/minilm/([^/\s]+)/lee50\.json", result.stdout))
+    assert runs == {"base", "heading-seed0", "ict-seed0", "qrels-seed0", "first-seed0"} | {
+        "ict+news-seed0"
+    }
+    # A fifth recipe whose stage is called "base" would share the base model's run group:
+    # the config check refuses it before planning, not aggregate after the work.
+    config = strategies_config()
+    config["stages"]["base"] = config["stages"]["first"]
+    config["experiments"]["first"]["stage1"] = "base"
+    configfile.write_text(yaml.safe_dump(config))
+    refused = run_snakemake("-n", "--configfile", str(configfile), cwd=tmp_path, check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "Job stats" not in output
+    assert "stages.base: 'base' is reserved for the pretrained model's run group" in output
+
+
 def test_dry_run_without_configfile_uses_config_yaml():
     # --forceall: plan every job even where results/ already exists in the checkout.
     result = run_snakemake("-n", "--forceall", "--directory", str(REPO), "--cores", "1")
@@ -64,6 +128,11 @@ def test_slurm_profile_resolves_resources_without_a_cluster(tmp_path):
         str(REPO / "profiles" / "slurm"),
     )
     out = result.stdout
+    # The account is still the profile's placeholder: say so before sbatch refuses the jobs.
+    assert (
+        "warning: the profile still holds placeholder values (default-resources: "
+        "slurm_account=CHANGE_ME)"
+    ) in result.stderr
     jobs = [block for block in out.split("\nrule ") if block.startswith("prepare_dataset:")]
     assert len(jobs) == 5
     for block in jobs:
@@ -97,7 +166,7 @@ def test_downloads_and_figures_are_local_rules(tmp_path):
         )
         # The parsed workflow: the API has no public accessor for `localrules:` declarations.
         local = set(workflow_api._workflow._localrules)
-    assert local == {"fetch_raw", "figures", "plot_ruler_heatmap"}
+    assert local == {"download_model", "fetch_raw", "figures", "plot_ruler_heatmap"}
 
 
 def test_profiles_follow_the_conventions():
@@ -153,7 +222,7 @@ def default_run(tmp_path_factory, small_config_file) -> Path:
     """The embedded default (one seed, short training) run for real on CPU, as `make run`
     does: PyPI data, the pretrained model, training, evaluation, tables, figures."""
     workdir = tmp_path_factory.mktemp("default-run")
-    run_snakemake(
+    result = run_snakemake(
         "--configfile",
         small_config_file,
         "--directory",
@@ -164,6 +233,7 @@ def default_run(tmp_path_factory, small_config_file) -> Path:
         "2",
         timeout=900,
     )
+    (workdir / "run.stderr").write_text(result.stderr)
     return workdir
 
 
@@ -244,7 +314,7 @@ def test_default_run_evaluates_the_base_model_on_every_task(default_run):
     assert set(metrics["task"]) == set(tasks)
     assert set(metrics["run"]) == {"base", "wiki-seed0", "wiki+news-seed0"}
     summary = (default_run / "results/tables/summary.md").read_text()
-    assert "| minilm base |" in summary and "| minilm stage1+stage2 |" in summary
+    assert "| minilm base |" in summary and "| minilm wiki+news |" in summary
     for stages in ("wiki", "wiki+news"):
         adapter = default_run / f"results/adapters/minilm/{stages}/seed0"
         assert (adapter / "adapter_model.safetensors").exists()
@@ -255,8 +325,35 @@ def test_default_run_evaluates_the_base_model_on_every_task(default_run):
             assert (default_run / "results/figures" / f"{name}.{ext}").stat().st_size > 1000
 
 
+def test_a_finished_run_says_where_the_results_are(default_run):
+    printed = (default_run / "run.stderr").read_text()
+    assert "\nResults:\n" in printed
+    assert f"summary  {default_run / 'results/tables/summary.md'}" in printed
+    assert f"figures  {default_run / 'results/figures'}" in printed
+    assert "report   snakemake --report results/report.html" in printed
+
+
 def test_html_report_bundles_tables_and_figures(default_run):
     report = default_run / "results" / "report.html"
     run_snakemake("--configfile", CONFIG, "--directory", str(default_run), "--report", str(report))
     html = report.read_text(errors="replace")
     assert "heatmap.png" in html and "summary.md" in html and "news_bars.svg" in html
+
+
+def test_make_dry_run_and_dag_install_nothing_when_the_venv_exists(tmp_path):
+    for target in ("dry-run", "dag"):
+        planned = subprocess.run(
+            ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout
+        assert "pip install" not in planned and "snakemake" in planned
+        assert "python -m adapterflow.config config.yaml" in planned  # line and column of a typo
+        fresh = subprocess.run(
+            ["make", "-n", target, f"VENV={tmp_path / 'none'}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "pip install" in fresh  # a fresh machine still sets itself up
+    run = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True).stdout
+    assert "--report results/report.html" in run

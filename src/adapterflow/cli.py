@@ -4,8 +4,8 @@ Every ``scripts/<rule>.py`` calls one library function in one of two modes, and 
 outcome the way that mode expects:
 
 - as a rule (Snakemake's ``script:`` directive runs the file with a ``snakemake`` object): the
-  log goes to the rule's log file and to stderr; an error is logged as one readable line and then
-  re-raised, so the job fails and Snakemake prints the traceback after it;
+  log goes to the rule's log file and to stderr; an error is logged as one readable line, its
+  traceback goes to the log file only, and the job exits with status 1;
 - from the command line (argparse): the log goes to stderr (and to ``--log`` when given); an
   error is logged too, then the process exits with status 1 and ``error: <message>`` as the last
   line on stderr, without a traceback.
@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,9 +136,10 @@ def running(
     ``log`` is the log file: a path, ``None`` (stderr only), or a list of paths whose first one
     is used (pass ``snakemake.log`` as it is; an empty list means stderr only). ``rule`` says
     whether the script runs under Snakemake. An exception of one of the ``errors`` types is
-    logged as one line with ``logger`` (default: this module's), then re-raised under a rule,
-    or turned into ``SystemExit("error: <message>")`` (exit status 1) on the command line.
-    Other exceptions pass through untouched.
+    logged as one line with ``logger`` (default: this module's) and turned into
+    ``SystemExit("error: <message>")`` (exit status 1), so the terminal shows one line; under a
+    rule its traceback is appended to the log file only. Other exceptions pass through
+    untouched (a bug, not a user mistake: its traceback belongs on the terminal).
 
     Example:
         >>> from adapterflow.cli import running
@@ -146,7 +148,7 @@ def running(
         ...     raise DataError("pairs.jsonl", "missing", line=2, field="positive")
         Traceback (most recent call last):
         ...
-        adapterflow.errors.DataError: pairs.jsonl:2: field 'positive': missing
+        SystemExit: error: pairs.jsonl:2: field 'positive': missing
         >>> with running(None, rule=False, errors=(ValueError,)):
         ...     raise ValueError("undeclared figures")
         Traceback (most recent call last):
@@ -159,8 +161,10 @@ def running(
     try:
         yield
     except errors as err:
-        # One readable line in the log; under Snakemake the traceback follows on its stderr.
         (logger or _LOGGER).error("%s", err)
-        if rule:
-            raise
+        if rule and log:
+            # The user reads one line on the terminal; whoever debugs the job finds the
+            # traceback in the rule's log, which Snakemake names next to the failure.
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write("".join(traceback.format_exception(err)))
         sys.exit(f"error: {err}")

@@ -77,6 +77,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{error.instance!r} is not one of {error.validator_value}"
     if error.validator == "pattern" and error.absolute_path and error.absolute_path[-1] == "url":
         return f"{error.instance!r} is not an http(s) URL"
+    if error.validator == "pattern" and list(error.absolute_path) == ["evaluation", "device"]:
+        return f"{error.instance!r} is not one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
+    if (
+        error.validator == "pattern"
+        and "propertyNames" in error.absolute_schema_path
+        and error.schema.get("description")
+    ):
+        # A bad name under e.g. stages: say what a name may hold, not only the regex.
+        allowed = error.schema["description"]
+        return f"{error.instance!r} does not match the names allowed here: {allowed}"
     return error.message + _hint(error)
 
 
@@ -117,7 +127,8 @@ def validate_config(
     """Validate ``config`` in place (filling defaults) and return it.
 
     Raises :class:`ConfigError` with one line ``source: key.path: problem`` for the first of:
-    a schema violation (the most relevant one); a name that refers to nothing defined; blocks
+    a schema violation (the most relevant one); a name that refers to nothing defined; a stage
+    name that would put different runs into one run group of the tables; blocks
     that cannot work together (a task or pairs strategy on a dataset of the wrong layout, a
     split the dataset will not have, split fractions not summing to 1, mining ranks that
     leave fewer than ``k`` candidates, an unknown strategy option or text encoding); and,
@@ -135,6 +146,8 @@ def validate_config(
             error = jsonschema.exceptions.best_match(error.context)
         raise ConfigError(f"{source}: {_key_path(error)}: {_describe(error)}")
     for problem in _reference_problems(config):
+        raise ConfigError(f"{source}: {problem}")
+    for problem in _run_name_problems(config):
         raise ConfigError(f"{source}: {problem}")
     for problem in _consistency_problems(config):
         raise ConfigError(f"{source}: {problem}")
@@ -200,6 +213,29 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
                     f"causal LM (tasks.{task}.lm), not an embedding model; leave it out here"
                 )
     yield from _generation_references(config)
+
+
+def _run_name_problems(config: Mapping[str, Any]) -> Iterator[str]:
+    """Stage names that would make two run groups look alike in tables and figures.
+
+    Runs are named ``base``, ``{stage1}-seed{n}`` and ``{stage1}+{stage2}-seed{n}``, and the
+    tables group them by that name without ``-seed{n}`` (``minilm wiki+news``), so every
+    experiment on a model shares its ``base`` group and the stage-1 runs of equal stage 1s.
+    The schema's ``stage_name`` already keeps ``+``, ``/`` and ``-seed`` out of stage names
+    (and experiment names never enter run names); what is left is a stage called ``base``,
+    whose runs would join the base model's group.
+
+    Example:
+        >>> for problem in _run_name_problems({"stages": {"Base": {}, "wiki": {}}}):
+        ...     print(problem)  # doctest: +ELLIPSIS
+        stages.Base: 'Base' is reserved for the pretrained model's run group (...); rename the stage
+    """
+    for name in config.get("stages", {}):
+        if str(name).lower() == "base":
+            yield (
+                f"stages.{name}: {name!r} is reserved for the pretrained model's run group "
+                "('base' in summary.md and results/eval/{model}/base); rename the stage"
+            )
 
 
 def _tokenizer_problem(where: str, value: Any, config: Mapping[str, Any]) -> str | None:
@@ -321,8 +357,74 @@ def known_splits(dataset: Mapping[str, Any]) -> list[str] | None:
     return None
 
 
-def _split_problem(where: str, split: str, dataset_name: str, dataset: Mapping) -> str | None:
-    splits = known_splits(dataset)
+#: Canonical layouts a local source may hold as they are: the folder and suffix of a split.
+_SPLIT_FILES = {"beir": ("qrels", ".tsv"), "pairs_jsonl": ("pairs", ".jsonl")}
+_SPLIT_FILES["triplets_jsonl"] = ("triplets", ".jsonl")
+
+
+def local_splits(dataset: Mapping[str, Any], base: Path) -> list[str] | None:
+    """The splits a ``local`` source in a canonical layout (BEIR, ``pairs/``, ``triplets/``)
+    holds on disk, read from its file names before any job; ``None`` when the files cannot
+    tell (another format, a ``prepare.split``, or the source is not there).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from adapterflow.config import local_splits
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "qrels").mkdir()
+        >>> _ = (root / "corpus.jsonl").write_text("")
+        >>> _ = (root / "qrels" / "dev.tsv").write_text("")
+        >>> block = {"source": {"kind": "local", "path": str(root)},
+        ...          "prepare": {"format": "beir", "options": {}}}
+        >>> local_splits(block, pathlib.Path.cwd())
+        ['dev']
+    """
+    source, prepare = dataset["source"], dataset["prepare"]
+    layout = _SPLIT_FILES.get(prepare["format"])
+    if source["kind"] != "local" or prepare.get("split") or layout is None:
+        return None
+    root = Path(source["path"]).expanduser()
+    root = root if root.is_absolute() else base / root
+    options = prepare.get("options") or {}
+    if options.get("root"):
+        root = root / str(options["root"])
+    elif prepare["format"] == "beir" and not (root / "corpus.jsonl").is_file():
+        found = sorted(root.rglob("corpus.jsonl")) if root.is_dir() else []
+        if len(found) != 1:
+            return None
+        root = found[0].parent
+    folder, suffix = layout
+    if not (root / folder).is_dir():
+        return None
+    return sorted(path.stem for path in (root / folder).glob(f"*{suffix}"))
+
+
+def split_users(config: Mapping[str, Any], dataset: str) -> dict[str, list[str]]:
+    """The splits of ``dataset`` that tasks and pairs ask for, each with the config keys
+    that ask (``{"test": ["tasks.news.split"]}``).
+
+    Example:
+        >>> from adapterflow.config import split_users
+        >>> split_users({"tasks": {"news": {"dataset": "news", "kind": "retrieval",
+        ...                                 "split": "test"}},
+        ...              "pairs": {"p": {"dataset": "news", "strategy": "qrels"}}}, "news")
+        {'test': ['tasks.news.split'], 'train': ['pairs.p.options.split']}
+    """
+    users: dict[str, list[str]] = {}
+    for name, task in config.get("tasks", {}).items():
+        if task.get("dataset") == dataset and task["kind"] not in ("anisotropy", "ruler"):
+            users.setdefault(str(task.get("split", "test")), []).append(f"tasks.{name}.split")
+    for name, block in config.get("pairs", {}).items():
+        if block.get("dataset") == dataset and block["strategy"] in _SPLIT_STRATEGIES:
+            split = str((block.get("options") or {}).get("split", "train"))
+            users.setdefault(split, []).append(f"pairs.{name}.options.split")
+    return dict(sorted(users.items()))
+
+
+def _split_problem(
+    where: str, split: str, dataset_name: str, dataset: Mapping, splits: list[str] | None = None
+) -> str | None:
+    splits = known_splits(dataset) if splits is None else splits
     if splits is None or split in splits:
         return None
     has = f"has only {', '.join(map(repr, splits))}" if splits else "has no splits (a corpus only)"
@@ -401,7 +503,7 @@ def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
             if problem := _split_problem(where, split, block["dataset"], dataset):
                 yield problem
     for name, block in config.get("triplets", {}).items():
-        yield from _mining_problems(name, block, datasets, mining)
+        yield from _mining_problems(name, block, datasets, mining, config.get("pairs", {}))
     for name, stage in config.get("stages", {}).items():
         if stage.get("bf16") and stage.get("fp16"):
             yield f"stages.{name}: bf16 and fp16 are both true; choose one mixed precision"
@@ -471,11 +573,16 @@ def _generation_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
 
 
 def _mining_problems(
-    name: str, block: Mapping[str, Any], datasets: Mapping[str, Any], mining: Any
+    name: str,
+    block: Mapping[str, Any],
+    datasets: Mapping[str, Any],
+    mining: Any,
+    pairs_blocks: Mapping[str, Any],
 ) -> Iterator[str]:
     where = f"triplets.{name}"
     strategy, options, k = block["strategy"], block.get("options") or {}, block["k"]
-    allowed = mining.STRATEGIES[strategy].options | mining.COMMON_OPTIONS
+    registered = mining.STRATEGIES[strategy]
+    allowed = registered.options | mining.COMMON_OPTIONS
     for key in options:
         if key not in allowed:
             yield (
@@ -485,8 +592,14 @@ def _mining_problems(
     corpus = block.get("corpus")
     if corpus is not None and dataset_layout(datasets[corpus]) != "retrieval":
         yield f"{where}.corpus: {corpus!r} is not a retrieval dataset (its documents join the pool)"
-    if options.get("corpus") and corpus is None:
-        yield f"{where}.options.corpus: true, but no corpus dataset is set ({where}.corpus)"
+    # The pairs' own dataset: its corpus joins the pool of the strategies that draw from one.
+    pairs_dataset = datasets.get((pairs_blocks.get(block["pairs"]) or {}).get("dataset"))
+    own_corpus = pairs_dataset is not None and dataset_layout(pairs_dataset) == "retrieval"
+    if options.get("corpus") and corpus is None and not (own_corpus and registered.uses_pool):
+        yield (
+            f"{where}.options.corpus: true, but no corpus dataset is set ({where}.corpus) and "
+            f"the pairs' dataset has no corpus that strategy {strategy!r} draws from"
+        )
     if strategy == "positional":
         if corpus is not None and options.get("corpus") is not False and k > 0:
             yield f"{where}.corpus: positional mining cannot use corpus texts (no position)"
@@ -511,7 +624,7 @@ def _mining_problems(
 def _path_problems(config: MutableMapping[str, Any], base: Path) -> Iterator[str]:
     """Inputs on this machine that a job would miss: local and path-like sources, models."""
     from adapterflow.generate.llm import resolve_lm
-    from adapterflow.models import PYPI_PREFIX, resolve_model_path
+    from adapterflow.models import MODEL_MARKERS, PYPI_PREFIX, resolve_model_path
 
     def missing(given: str) -> bool:
         path = Path(given).expanduser()
@@ -533,14 +646,37 @@ def _path_problems(config: MutableMapping[str, Any], base: Path) -> Iterator[str
             and missing(source["path"])
         ):
             yield f"datasets.{name}.source.path: local dataset {source['path']!r} does not exist"
+    for name, block in config["datasets"].items():
+        splits = local_splits(block, base)
+        for split, keys in split_users(config, name).items() if splits is not None else ():
+            for key in keys:
+                if problem := _split_problem(key, split, name, block, splits):
+                    yield f"{problem} (the splits of {block['source']['path']!r})"
     for name, model in config.get("models", {}).items():
         reference = model["path"]
+        # No network here: a hub id is only recognised (rule download_model fetches it).
         if not reference.startswith(PYPI_PREFIX) and (base / reference).exists():
-            continue
-        try:
-            resolve_model_path(reference)
-        except ConfigError as err:
-            yield f"models.{name}.path: {err}"
+            resolved: Path | str = base / reference
+        else:
+            try:
+                resolved = resolve_model_path(reference)
+            except ConfigError as err:
+                yield f"models.{name}.path: {err}"
+                continue
+        if "revision" in model and not isinstance(resolved, str):
+            yield (
+                f"models.{name}.revision: only a hub model has revisions, and {reference!r} "
+                "is a pypi: package or a local directory; drop revision"
+            )
+        if isinstance(resolved, Path) and not reference.startswith(PYPI_PREFIX):
+            if not resolved.is_dir():
+                yield f"models.{name}.path: {reference!r} is a file, not a model directory"
+            elif not any((resolved / marker).is_file() for marker in MODEL_MARKERS):
+                yield (
+                    f"models.{name}.path: {reference!r} is not a model directory (it holds no "
+                    f"{' or '.join(MODEL_MARKERS)}; a sentence-transformers or Hugging Face "
+                    "model saved with save_pretrained has one)"
+                )
     for name, lm in config.get("lms", {}).items():
         # Converted already: convert_llm will not run again, so the source need not be here.
         if (base / "results" / "lms" / name / "config.json").exists():
@@ -565,14 +701,112 @@ def _path_problems(config: MutableMapping[str, Any], base: Path) -> Iterator[str
                 )
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: plain
+    YAML keeps the last value, so a second ``stages:`` block would silently replace the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key]}); YAML would keep only "
+                    "the last one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    r"""A YAML (or JSON) file's content; a syntax error or a duplicate key raises
+    :class:`ConfigError` as ``file:line:column: problem``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from adapterflow.config import read_yaml
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "my.yaml"
+        >>> _ = path.write_text("stages:\n  a: {max_steps: 5}\nstages:\n  b: {}\n")
+        >>> read_yaml(path)
+        Traceback (most recent call last):
+        ...
+        adapterflow.errors.ConfigError: ...my.yaml:3:1: duplicate key 'stages' (first at line 1)...
+        >>> _ = path.write_text("models:\n  minilm: {path: x\n")
+        >>> read_yaml(path)
+        Traceback (most recent call last):
+        ...
+        adapterflow.errors.ConfigError: ...my.yaml:3:1: not valid YAML: expected ',' or '}', ...
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = err.problem or "syntax error"
+        if isinstance(err, yaml.constructor.ConstructorError) and "duplicate key" in problem:
+            raise ConfigError(f"{where}: {problem}") from None
+        context = ""
+        if err.context and err.context_mark:
+            line, column = err.context_mark.line + 1, err.context_mark.column + 1
+            context = f" ({err.context} at line {line}, column {column})"
+        raise ConfigError(f"{where}: not valid YAML: {problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def check_yaml(path: str | Path) -> None:
+    """Exit with ``error: file:line:column: problem`` when ``path`` is not valid YAML or
+    repeats a key; for the workflow's entry point, where a traceback would bury the line."""
+    import sys
+
+    try:
+        read_yaml(path)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
 def load_config(path: str | Path, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config file and validate it (errors name the file)."""
-    with open(path, encoding="utf-8") as handle:
-        try:
-            config = yaml.safe_load(handle) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    """Read a YAML config file and validate it (errors name the file, and for YAML mistakes
+    the line and column)."""
+    config = read_yaml(path) or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     validate_config(config, schema, source=str(path))
     return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m adapterflow.config FILE...``: check config files as the workflow would
+    (YAML syntax and duplicate keys with line and column, then the schema and every static
+    check), printing one line per file."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m adapterflow.config", description=main.__doc__)
+    parser.add_argument("files", nargs="+", help="config files (YAML)")
+    args = parser.parse_args(argv)
+    failed = False
+    for path in args.files:
+        try:
+            load_config(path)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed = True
+        else:
+            print(f"{path}: ok")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ from pathlib import Path
 from adapterflow.errors import ConfigError
 
 PYPI_PREFIX = "pypi:"
-_MODEL_MARKERS = ("modules.json", "config.json")
+MODEL_MARKERS = ("modules.json", "config.json")
 
 
 def resolve_model_path(reference: str) -> Path | str:
@@ -51,7 +51,7 @@ def _resolve_pypi(package: str) -> Path:
             f"(pip install {package})"
         ) from None
     files = [Path(str(dist.locate_file(f))) for f in dist.files or []]
-    for marker in _MODEL_MARKERS:
+    for marker in MODEL_MARKERS:
         # The shallowest directory holding the marker is the model root (sub-modules such
         # as 1_Pooling/ hold config.json files of their own).
         found = sorted((p for p in files if p.name == marker), key=lambda p: len(p.parts))

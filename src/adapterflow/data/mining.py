@@ -2,8 +2,10 @@
 (rule ``mine_triplets``), ``negative`` a list of exactly ``k`` texts.
 
 The candidate pool is the set of distinct positives, plus option ``corpus`` (extra candidate
-texts, e.g. the documents of a BEIR corpus the caller passes). A *strategy* ranks or samples
-candidates for each row; register a new one with :func:`mining_strategy`:
+texts: the documents of one or more retrieval corpora, see :func:`corpus_candidates`; the rule
+passes the whole corpus of the pairs' own dataset, when it has one, to ``random``, ``bm25`` and
+``dense``), minus the held-out texts. A *strategy* ranks or samples candidates for each row;
+register a new one with :func:`mining_strategy`:
 
 * ``random`` — uniformly random candidates;
 * ``positional`` — random candidates at least ``min_distance`` rows away in the input order
@@ -16,7 +18,8 @@ candidates for each row; register a new one with :func:`mining_strategy`:
 
 Whatever the strategy, every kept row has exactly ``k`` distinct negatives, none equal to its
 anchor or to any positive of its anchor (a positive of another row with the same anchor is a
-false negative), none in ``held_out``. Rows with a held-out anchor or positive, duplicate
+false negative), none in ``not_negatives`` of its anchor (e.g. the document an inverse-cloze
+anchor was cut from), none in ``held_out``. Rows with a held-out anchor or positive, duplicate
 rows and rows left with fewer than ``k`` negatives are dropped and counted. ``k = 0`` passes
 the pairs through without negatives (in-batch negatives only). The same ``seed`` gives the
 same rows.
@@ -42,11 +45,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from adapterflow.data.pairs import format_counts
+from adapterflow.data.layouts import RetrievalSet, detect_layout, document_text
+from adapterflow.data.pairs import format_counts, split_sentences, truncate
 from adapterflow.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -74,10 +79,13 @@ class MiningJob:
     model: Any = None
     #: anchor → every positive it has in the input: none of them may be its negative.
     positives_of: dict[str, set[str]] = field(default_factory=dict)
+    #: anchor → more texts that must not be its negatives (its source documents).
+    not_negatives: Mapping[str, AbstractSet[str]] = field(default_factory=dict)
 
     def excluded(self, row: PairRow) -> set[str]:
         """Texts that must not be ``row``'s negatives."""
-        return {row.anchor} | self.positives_of.get(row.anchor, {row.positive})
+        excluded = {row.anchor} | self.positives_of.get(row.anchor, {row.positive})
+        return excluded | set(self.not_negatives.get(row.anchor, ()))
 
 
 #: ``fn(job) -> candidates per row``, best first; may hold too many or invalid ones: the
@@ -89,6 +97,8 @@ MiningStrategy = Callable[[MiningJob], list[list[str]]]
 class _Registered:
     fn: MiningStrategy
     options: frozenset[str]
+    #: Draws its candidates from the pool (so corpus documents join it by default).
+    uses_pool: bool = True
 
 
 STRATEGIES: dict[str, _Registered] = {}
@@ -97,13 +107,14 @@ COMMON_OPTIONS = frozenset({"corpus"})
 
 
 def mining_strategy(
-    name: str, options: Iterable[str] = ()
+    name: str, options: Iterable[str] = (), *, uses_pool: bool = True
 ) -> Callable[[MiningStrategy], MiningStrategy]:
     """Register ``fn(job) -> candidates per row`` under a strategy name used in config;
-    ``options`` names its option keys (any other key is a config error)."""
+    ``options`` names its option keys (any other key is a config error); ``uses_pool=False``
+    says that it never draws from ``job.pool``, so the rule adds no corpus to it."""
 
     def register(fn: MiningStrategy) -> MiningStrategy:
-        STRATEGIES[name] = _Registered(fn, frozenset(options))
+        STRATEGIES[name] = _Registered(fn, frozenset(options), uses_pool)
         return fn
 
     return register
@@ -162,7 +173,7 @@ def _random(job: MiningJob) -> list[list[str]]:
     ]
 
 
-@mining_strategy("positional", options={"min_distance"})
+@mining_strategy("positional", options={"min_distance"}, uses_pool=False)
 def _positional(job: MiningJob) -> list[list[str]]:
     """k positives of rows at least ``min_distance`` (default 10) input rows away.
 
@@ -242,8 +253,9 @@ def _dense(job: MiningJob) -> list[list[str]]:
     """sentence-transformers' ``mine_hard_negatives`` with ``job.model`` (a SentenceTransformer).
 
     Asks for k negatives per anchor in the ``labeled-list`` format (which keeps rows that
-    found fewer), k + 1 when the pool holds an anchor: mine_hard_negatives excludes the
-    positives but not the anchor itself, which is then dropped here. ``sampling_strategy:
+    found fewer), one more when the pool holds an anchor and as many more as an anchor has
+    ``not_negatives`` in the pool: mine_hard_negatives excludes the positives but not the
+    anchor itself or its source documents, which are then dropped here. ``sampling_strategy:
     random`` draws from Python's global ``random``, seeded here with the job's seed and
     restored afterwards.
     """
@@ -257,9 +269,14 @@ def _dense(job: MiningJob) -> list[list[str]]:
     }
     range_min = int(kwargs.get("range_min", 0))
     pool = set(job.pool)
-    # One more when some anchor is itself a candidate (mine_hard_negatives would offer it);
-    # otherwise exactly k, so that random sampling draws as mine_hard_negatives itself does.
-    num_negatives = job.k + any(row.anchor in pool for row in job.rows)
+    # One more when some anchor is itself a candidate (mine_hard_negatives would offer it), and
+    # room for the source documents it may offer; otherwise exactly k, so that random sampling
+    # draws as mine_hard_negatives itself does.
+    sources = max(
+        (len(pool.intersection(job.not_negatives.get(row.anchor, ()))) for row in job.rows),
+        default=0,
+    )
+    num_negatives = job.k + any(row.anchor in pool for row in job.rows) + sources
     if kwargs.get("range_max") is not None:
         _check_range(range_min, int(kwargs["range_max"]), job.k, "dense")
         num_negatives = min(num_negatives, int(kwargs["range_max"]) - range_min)
@@ -287,7 +304,7 @@ def _dense(job: MiningJob) -> list[list[str]]:
     return [found.get((row.anchor, row.positive), []) for row in job.rows]
 
 
-@mining_strategy("given")
+@mining_strategy("given", uses_pool=False)
 def _given(job: MiningJob) -> list[list[str]]:
     """The row's own ``negative`` texts, in their order."""
     return [list(row.given) for row in job.rows]
@@ -311,6 +328,173 @@ def _seeded_global_random(seed: int) -> Iterator[None]:
         random.setstate(state)
 
 
+# --- corpus candidates -------------------------------------------------------------------------
+
+#: Pairs strategies (rule make_pairs) whose positive is a document's text without its title;
+#: the other strategies that read a corpus (qrels, llm_queries) write a document "title text".
+TEXT_ONLY_POSITIVES = frozenset(
+    {"title_text", "heading_section", "inverse_cloze", "first_sentence"}
+)
+#: Pairs strategies whose anchor is a sentence cut out of a document: a document that holds a
+#: row's anchor is the row's own source, never its negative (see :func:`anchor_sources`).
+ANCHOR_FROM_DOCUMENT = frozenset({"inverse_cloze", "first_sentence"})
+
+
+@dataclass(frozen=True)
+class CorpusCandidates:
+    """The documents of a retrieval corpus as candidate negatives (:func:`corpus_candidates`)."""
+
+    name: str
+    #: One per document, written as the pairs' positives are, so that a document which is also
+    #: a positive joins the pool once.
+    texts: list[str]
+    #: Each document's own text, uncut: where an anchor cut out of it is found.
+    documents: list[str]
+    #: The texts of documents in an evaluation split (held-out texts): never negatives.
+    held_out: frozenset[str]
+
+
+def corpus_candidates(
+    dataset_dir: str | Path,
+    *,
+    pairs_strategy: str | None = None,
+    max_chars: int | None = None,
+    held_out: AbstractSet[str] = frozenset(),
+    name: str | None = None,
+) -> CorpusCandidates:
+    """Every document of the retrieval dataset at ``dataset_dir`` written as the pairs made
+    with ``pairs_strategy`` write their positives: its text alone for the strategies in
+    :data:`TEXT_ONLY_POSITIVES`, else ``"title text"``
+    (:func:`~adapterflow.data.layouts.document_text`, also when the strategy is unknown), cut
+    to the pairs' ``max_chars``. A document whose text, ``"title text"`` or candidate text is
+    in ``held_out`` has its candidate text in the result's ``held_out`` (a cut text is no
+    longer one of the held-out texts; pass both to :func:`mine_triplets`). ``name``
+    (default: the directory's name) names the corpus in the log.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from adapterflow.data.layouts import RetrievalSet
+        >>> from adapterflow.data.mining import corpus_candidates
+        >>> root = pathlib.Path(tempfile.mkdtemp()) / "news"
+        >>> _ = RetrievalSet({"d1": {"_id": "d1", "title": "Rain", "text": "It rained a lot."},
+        ...                   "d2": {"_id": "d2", "title": "", "text": "Sun all week."}}
+        ...                  ).write(root)
+        >>> corpus_candidates(root, pairs_strategy="qrels").texts
+        ['Rain It rained a lot.', 'Sun all week.']
+        >>> found = corpus_candidates(root, pairs_strategy="title_text", max_chars=9,
+        ...                           held_out={"Sun all week."})
+        >>> found.name, found.texts, sorted(found.held_out)
+        ('news', ['It rained', 'Sun all'], ['Sun all'])
+    """
+    dataset_dir = Path(dataset_dir)
+    max_chars = None if max_chars is None else int(max_chars)
+    with_title = pairs_strategy not in TEXT_ONLY_POSITIVES
+    texts: list[str] = []
+    documents: list[str] = []
+    held: set[str] = set()
+    for doc in RetrievalSet.read(dataset_dir).corpus.values():
+        whole = document_text(doc)
+        text = truncate(whole if with_title else doc["text"], max_chars)
+        texts.append(text)
+        documents.append(doc["text"])
+        if not held_out.isdisjoint((doc["text"], whole, text)):
+            held.add(text)
+    return CorpusCandidates(name or dataset_dir.name, texts, documents, frozenset(held))
+
+
+def anchor_sources(
+    anchors: Iterable[str], corpora: Sequence[CorpusCandidates], texts: Iterable[str] = ()
+) -> dict[str, set[str]]:
+    """anchor → the candidate texts that hold it as one of their sentences, for pairs whose
+    anchor was cut out of a document (:data:`ANCHOR_FROM_DOCUMENT`): its source document and
+    any copy of it are false negatives; pass the result to :func:`mine_triplets` as
+    ``not_negatives``. The candidates are the documents of ``corpora`` (looked up by their
+    whole, uncut text) and ``texts`` (the pairs' positives), split into sentences as
+    make_pairs splits them; an anchor that is no whole sentence of any of them (a sentence cut
+    by ``max_chars``) is searched for as a substring.
+
+    Example:
+        >>> from adapterflow.data.mining import CorpusCandidates, anchor_sources
+        >>> docs = ["Cats purr. They sleep.", "Dogs bark. They run."]
+        >>> corpus = CorpusCandidates("pets", docs, docs, frozenset())
+        >>> anchor_sources(["Cats purr.", "They run", "Fish swim."], [corpus], ["Fish swim."])
+        {'Cats purr.': {'Cats purr. They sleep.'}, 'They run': {'Dogs bark. They run.'}, \
+'Fish swim.': {'Fish swim.'}}
+    """
+    candidates = [
+        (document, text)
+        for corpus in corpora
+        for document, text in zip(corpus.documents, corpus.texts, strict=True)
+    ]
+    candidates += [(text, text) for text in dict.fromkeys(texts)]
+    by_sentence: dict[str, set[str]] = {}
+    for document, text in candidates:
+        for sentence in split_sentences(document):
+            by_sentence.setdefault(sentence, set()).add(text)
+    found: dict[str, set[str]] = {}
+    distinct = list(dict.fromkeys(anchors))
+    for anchor in distinct:
+        holders = by_sentence.get(anchor)
+        if holders is None:
+            holders = {text for document, text in candidates if anchor in document}
+        if holders:
+            found[anchor] = holders
+    logger.info(
+        "%d of %d anchors are sentences of %d candidate texts (their source documents and "
+        "copies): never their negatives",
+        len(found),
+        len(distinct),
+        len({text for holders in found.values() for text in holders}),
+    )
+    return found
+
+
+def pool_corpora(
+    strategy: str,
+    k: int,
+    *,
+    dataset: str | Path | None = None,
+    corpus: str | Path | None = None,
+    use_corpus: bool | None = None,
+    pairs_strategy: str | None = None,
+    max_chars: int | None = None,
+    held_out: AbstractSet[str] = frozenset(),
+) -> list[CorpusCandidates]:
+    """The corpora whose documents join the candidate pool (rule ``mine_triplets``), read with
+    :func:`corpus_candidates` (the pairs' ``pairs_strategy`` and ``max_chars``):
+
+    * ``dataset``, the pairs' own prepared dataset, when it is a retrieval dataset (has a
+      corpus) and ``strategy`` draws from the pool (``random``, ``bm25``, ``dense``; not
+      ``positional`` or ``given``);
+    * and ``corpus``, another dataset (the triplets block's ``corpus:``), whatever the
+      strategy (``positional`` then refuses it);
+    * none when ``k`` is 0 or ``use_corpus`` (option ``corpus``) is false: the pool is the
+      positives alone.
+
+    Raises :class:`~adapterflow.errors.ConfigError` when ``use_corpus`` is true and no corpus
+    is left.
+    """
+    if k == 0 or use_corpus is False:
+        return []
+    dirs: list[Path] = []
+    uses_pool = strategy not in STRATEGIES or STRATEGIES[strategy].uses_pool
+    if dataset is not None and uses_pool and detect_layout(Path(dataset)) == RetrievalSet.layout:
+        dirs.append(Path(dataset))
+    if corpus is not None and not any(Path(corpus).resolve() == d.resolve() for d in dirs):
+        dirs.append(Path(corpus))
+    if use_corpus and not dirs:
+        raise ConfigError(
+            f"mining option corpus is true, but no corpus dataset is given and the pairs' "
+            f"dataset has no corpus that strategy {strategy!r} draws from"
+        )
+    return [
+        corpus_candidates(
+            path, pairs_strategy=pairs_strategy, max_chars=max_chars, held_out=held_out
+        )
+        for path in dirs
+    ]
+
+
 # --- the common pipeline -----------------------------------------------------------------------
 
 
@@ -323,15 +507,18 @@ def mine_triplets(
     seed: int = 0,
     model: Any = None,
     held_out: AbstractSet[str] = frozenset(),
+    not_negatives: Mapping[str, AbstractSet[str]] | None = None,
 ) -> tuple[list[dict[str, Any]], Counter]:
     """Add ``k`` negatives to each of ``pairs`` with ``strategy``; return the rows (in input
     order) and the number of input rows dropped per reason.
 
     ``options`` are the strategy's (see the module docstring and each strategy) plus
-    ``corpus``: extra candidate texts (a list of strings) joining the pool of positives.
-    ``model`` is the SentenceTransformer for ``dense``. ``held_out`` texts are never
-    negatives, and rows with a held-out anchor or positive are dropped. Input rows may carry a
-    ``negative`` already; only ``given`` uses it.
+    ``corpus``: extra candidate texts joining the pool of positives, a list of strings or a
+    mapping from a corpus name (for the log) to its list of strings. ``model`` is the
+    SentenceTransformer for ``dense``. ``held_out`` texts are never negatives, and rows with a
+    held-out anchor or positive are dropped. ``not_negatives`` maps an anchor to more texts
+    that are never its negatives (:func:`anchor_sources`). Input rows may carry a ``negative``
+    already; only ``given`` uses it. One line logs the pool: its size and where it came from.
 
     Example:
         >>> from adapterflow.data.mining import mine_triplets
@@ -360,12 +547,7 @@ def mine_triplets(
         )
     if k < 0:
         raise ConfigError(f"mining: k must be at least 0, got {k}")
-    extra = options.get("corpus") or []
-    if isinstance(extra, (str, bool)) or not all(isinstance(t, str) for t in extra):
-        raise ConfigError(
-            "mining option corpus must be a list of texts (the mine_triplets script fills it "
-            "from its corpus input)"
-        )
+    sources = _corpus_sources(options.get("corpus"))
 
     started = time.perf_counter()
     dropped: Counter = Counter()
@@ -391,8 +573,22 @@ def mine_triplets(
         _log_summary(strategy, k, len(pairs), out, 0, dropped, started)
         return out, dropped
 
-    pool = [t for t in dict.fromkeys([r.positive for r in rows] + list(extra)) if t not in held_out]
-    job = MiningJob(rows, pool, k, options, seed, model, positives_of)
+    positives = list(dict.fromkeys(r.positive for r in rows))
+    offered = positives + [text for _, texts in sources for text in texts]
+    distinct = list(dict.fromkeys(offered))
+    pool = [t for t in distinct if t not in held_out]
+    logger.info(
+        "mine_triplets %s: %s",
+        strategy,
+        _describe_pool(
+            len(pool),
+            len(positives),
+            sources,
+            len(offered) - len(distinct),
+            len(distinct) - len(pool),
+        ),
+    )
+    job = MiningJob(rows, pool, k, options, seed, model, positives_of, dict(not_negatives or {}))
     # A strategy never sees an empty job (bm25s and mine_hard_negatives reject one).
     candidates = registered.fn(job) if rows else []
     out: list[dict[str, Any]] = []
@@ -407,6 +603,44 @@ def mine_triplets(
         out.append({"anchor": row.anchor, "positive": row.positive, "negative": negatives})
     _log_summary(strategy, k, len(pairs), out, len(pool), dropped, started)
     return out, dropped
+
+
+def _corpus_sources(corpus: Any) -> list[tuple[str | None, list[str]]]:
+    """Option ``corpus`` as ``(name or None, texts)`` pairs."""
+    if not corpus:
+        return []
+    named = corpus.items() if isinstance(corpus, Mapping) else [(None, corpus)]
+    sources = []
+    for name, texts in named:
+        if isinstance(texts, (str, bool, Mapping)) or not all(isinstance(t, str) for t in texts):
+            raise ConfigError(
+                "mining option corpus must be a list of texts, or a mapping from a corpus name "
+                "to its list of texts (the mine_triplets script fills it from the corpora of "
+                "its dataset and corpus inputs)"
+            )
+        sources.append((None if name is None else str(name), list(texts)))
+    return sources
+
+
+def _describe_pool(
+    size: int,
+    positives: int,
+    sources: Sequence[tuple[str | None, list[str]]],
+    duplicates: int,
+    held_out: int,
+) -> str:
+    """``pool 3,722 texts: 2,978 positives + 3,824 corpus documents of 'news', less ...``"""
+    parts = [f"{positives:,} positives"] + [
+        f"{len(texts):,} corpus documents of {name!r}" if name else f"{len(texts):,} corpus texts"
+        for name, texts in sources
+    ]
+    left_out = [
+        f"{count:,} {what}"
+        for count, what in ((duplicates, "duplicates"), (held_out, "held out"))
+        if count
+    ]
+    less = f", less {' and '.join(left_out)}" if left_out else ""
+    return f"pool {size:,} texts: {' + '.join(parts)}{less}"
 
 
 def _as_list(negative: Any) -> list[str]:

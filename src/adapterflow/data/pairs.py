@@ -202,9 +202,11 @@ def _title_text(dataset_dir: Path, options: Mapping[str, Any], seed: int, droppe
 
 @pair_strategy("heading_section", options={"require_section"})
 def _heading_section(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
-    """``"{title}: {section}"`` (the title alone without a section) → passage text."""
+    """``"{title}: {section}"`` (the title alone without a section) → passage text; one
+    warning counts the passages whose heading fell back to the title."""
     data = _read(dataset_dir, RetrievalSet, "heading_section")
     require_section = bool(options.get("require_section", False))
+    title_only = 0
     for doc in data.corpus.values():
         title = (doc.get("title") or "").strip()
         section = str(doc.get("section") or "").strip()
@@ -214,8 +216,16 @@ def _heading_section(dataset_dir: Path, options: Mapping[str, Any], seed: int, d
         if not title:
             dropped["no_title"] += 1
             continue
+        title_only += not section
         heading = f"{title}: {section}" if section else title
         yield {"anchor": heading, "positive": doc["text"]}, _doc_sources(doc)
+    if title_only:
+        logger.warning(
+            "heading_section: %d of %d passages have no section field (or an empty one): "
+            "their heading falls back to the title alone (require_section: true drops them)",
+            title_only,
+            len(data.corpus),
+        )
 
 
 @pair_strategy("inverse_cloze", options={"keep_probability"})

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -62,7 +63,11 @@ class _Cleaner:
 
 
 def prepare_dataset(
-    raw_dir: str | Path, out_dir: str | Path, prepare: Mapping[str, Any], name: str | None = None
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    prepare: Mapping[str, Any],
+    name: str | None = None,
+    required_splits: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Convert ``raw_dir`` with ``prepare["format"]`` and write the clean layout to ``out_dir``.
 
@@ -70,9 +75,64 @@ def prepare_dataset(
     as ``{"train": 0.8, "test": 0.2}``: pool all rows and re-split by hashed group; omit to
     keep the source's splits), ``seed``, ``on_leak`` (``fail`` | ``drop_from_train``),
     ``strip_html``, ``replace`` (literal ``[from, to]`` repairs applied before cleaning).
-    Returns the manifest written to ``out_dir/manifest.json``.
+    ``required_splits`` maps a split to the config keys that need it (e.g.
+    ``{"test": ["tasks.news.split"]}``): a split the data turns out not to have stops the job
+    naming those keys. A data error in a copied ``local`` source names the user's original
+    file, not the copy. Returns the manifest written to ``out_dir/manifest.json``.
     """
-    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    raw_dir = Path(raw_dir)
+    try:
+        return _prepare(raw_dir, Path(out_dir), prepare, name, required_splits or {})
+    except DataError as err:
+        original = _original_path(raw_dir, err.path)
+        if original is None:
+            raise
+        raise DataError(original, err.message, line=err.line, field=err.field) from None
+
+
+def _original_path(raw_dir: Path, path: str) -> str | None:
+    """Where the file ``path`` of a fetched ``local`` source came from, as the config names
+    it; ``None`` for other sources and for paths outside ``raw_dir``."""
+    manifest_path = raw_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        given, local = manifest["source"]["path"], manifest["local"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        rel = Path(path).resolve().relative_to(raw_dir.resolve())
+    except ValueError:
+        return None
+    is_dir = local.get("is_dir")
+    if is_dir is None:  # fetched before manifests recorded it
+        is_dir = Path(local["path"]).is_dir()
+    return str(Path(given) / rel) if is_dir else str(given)
+
+
+def _check_required_splits(
+    data: Dataset, required: Mapping[str, list[str]], name: str, raw_dir: Path
+) -> None:
+    have = sorted(data.qrels if isinstance(data, RetrievalSet) else data.splits)
+    for split, keys in sorted(required.items()):
+        if split not in have:
+            raise DataError(
+                raw_dir,
+                f"dataset {name!r} has splits {have or 'none'}, not {split!r}, which "
+                f"{', '.join(keys)} asks for; name one of its splits there, or give the "
+                f"dataset a prepare.split",
+                field=keys[0],
+            )
+
+
+def _prepare(
+    raw_dir: Path,
+    out_dir: Path,
+    prepare: Mapping[str, Any],
+    name: str | None,
+    required_splits: Mapping[str, list[str]],
+) -> dict[str, Any]:
     name = name or out_dir.name
     started = time.perf_counter()
     on_leak = prepare.get("on_leak", "fail")
@@ -98,6 +158,7 @@ def prepare_dataset(
             data, cleaner, fractions, seed, on_leak, name, _TRIPLET_FIELDS, "triplets"
         )
     _check_not_empty(data, name)
+    _check_required_splits(data, required_splits, name, raw_dir)
 
     with atomic_dir(out_dir) as tmp:
         counts = data.write(tmp)

@@ -499,7 +499,7 @@ def _fetch_local(source: Mapping[str, Any], out: Path) -> dict[str, Any]:
             shutil.copytree(entry, target, symlinks=False)
         else:
             shutil.copy2(entry, target)
-    return {"version": given, "local": {"path": str(path), "link": link}}
+    return {"version": given, "local": {"path": str(path), "link": link, "is_dir": path.is_dir()}}
 
 
 # -- dispatch -----------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from adapterflow.errors import ConfigError
+
 
 def set_threads(threads: int | None) -> None:
     """Use ``threads`` torch threads (``None`` or 0 keeps the default)."""
@@ -35,7 +37,35 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(evaluation: Mapping[str, Any]) -> str:
-    """The ``evaluation`` block's ``device``, else ``cuda`` when available, else ``cpu``."""
+    """The ``evaluation`` block's ``device``; ``auto`` (or none) is ``cuda`` when available,
+    else ``cpu``.
+
+    A device this machine does not have raises :class:`ConfigError` naming the key, before
+    any model is loaded (the config check cannot know: on a cluster it runs on the login
+    node, the job on a GPU node).
+
+    Example:
+        >>> from adapterflow.eval.runtime import pick_device
+        >>> pick_device({"device": "auto"}) in ("cpu", "cuda")
+        True
+    """
+    import platform
+
     import torch
 
-    return evaluation.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    requested = evaluation.get("device") or "auto"
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    host = platform.node() or "this machine"
+    if requested.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(requested.partition(":")[2] or 0)
+        if index >= count:
+            has = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise ConfigError(
+                f"evaluation.device: {requested!r}, but {host} has {has} (torch "
+                f"{torch.__version__}); use auto or cpu, or run the job where a GPU is"
+            )
+    elif requested == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"evaluation.device: 'mps', but {host} has no MPS device; use auto")
+    return requested

@@ -3,19 +3,23 @@
 Every plot function builds a :class:`matplotlib.figure.Figure` without pyplot (no global state,
 no GUI backend: PNG is rendered by Agg), saves it as ``{out_base}.png`` (150 dpi) and
 ``{out_base}.svg`` when ``out_base`` is given, and returns it so callers and tests can inspect
-the axes. Output bytes are reproducible: the SVG carries no date and a fixed id salt. Each
-stage has one colour in every figure (:data:`STAGE_COLORS`).
+the axes. Output bytes are reproducible: the SVG carries no date and a fixed id salt. Bars
+and heatmap rows are the run groups of :func:`adapterflow.report.tables.summarize`, labelled
+with the model and the stage names a user wrote (``minilm wiki+news``); each stage level
+(base, stage 1, stage 2) has one colour in every figure (:data:`STAGE_COLORS`).
 
 Example:
     >>> import pandas as pd
     >>> from adapterflow.plots.figures import plot_task_bars
     >>> df = pd.DataFrame({
-    ...     "run": ["base", "s1-0", "s1-1"], "model": "minilm",
+    ...     "run": ["base", "wiki-seed0", "wiki-seed1"], "model": "minilm",
     ...     "stage": ["base", "stage1", "stage1"], "seed": pd.array([None, 0, 1], dtype="Int64"),
     ...     "task": "lee50", "split": "test", "metric": "main_score", "value": [0.6, 0.7, 0.72]})
     >>> fig = plot_task_bars(df, "lee50")  # pass out_base to also write PNG and SVG
     >>> [round(float(bar.get_height()), 3) for bar in fig.axes[0].patches]  # one bar per run group
     [0.6, 0.71]
+    >>> [tick.get_text().split() for tick in fig.axes[0].get_xticklabels()]  # model, stages
+    [['minilm', 'base'], ['minilm', 'wiki']]
 """
 
 from __future__ import annotations
@@ -105,8 +109,9 @@ def _stage_style(labels: Sequence[str], stages: Mapping[str, str]) -> dict[str, 
 def plot_task_bars(
     df: pd.DataFrame, task: str, out_base: str | os.PathLike[str] | None = None
 ) -> Figure:
-    """Bars of one task's main score per run group: height = mean over seeds, error bar =
-    95 % CI half-width, dots = the individual seeds. ``df`` is the tidy metrics table."""
+    """Bars of one task's main score per run group (base, then stage-1 and stage-2 groups,
+    labelled ``model`` over the stage names): height = mean over seeds, error bar = 95 % CI
+    half-width, dots = the individual seeds. ``df`` is the tidy metrics table."""
     main = main_scores(df)
     main = main[main["task"] == task]
     if main.empty:
@@ -140,7 +145,7 @@ def plot_task_bars(
         # Evenly spread, not random jitter: the same data always draws the same picture.
         offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
         ax.scatter(position + offsets, values, s=14, color="black", zorder=3, label="_nolegend_")
-    # "model stage" on two lines: long stage labels would otherwise overlap their neighbours.
+    # "model stages" on two lines: long stage names would otherwise overlap their neighbours.
     ax.set_xticks(x, [group.replace(" ", "\n", 1) for group in groups])
     ax.set_ylabel("main score")
     n = summary["n"].astype(int).tolist()

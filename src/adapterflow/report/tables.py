@@ -1,10 +1,13 @@
 """Eval JSON files → ``metrics.csv`` (tidy) and ``summary.md`` (mean ± 95 % CI across seeds).
 
 Each eval JSON holds the scores of one run on one task. :func:`collect_metrics` flattens them
-into one row per run × task × split × metric; :func:`summarize` groups runs by model and stage
-("run group": ``minilm base``, ``minilm stage1``, ``minilm stage1+stage2``) and reports each
+into one row per run × task × split × metric; :func:`summarize` groups the runs that differ
+only by seed ("run group": the model and the stage names a user wrote, i.e. the run name
+without ``-seed{n}``: ``minilm base``, ``minilm wiki``, ``minilm wiki+news``) and reports each
 task's main score as the mean over seeds with a Student-t 95 % confidence half-width
-(:func:`adapterflow.eval.metrics.mean_ci95`).
+(:func:`adapterflow.eval.metrics.mean_ci95`). The base model is one group per model however
+many experiments use it, so any number of experiments on one model sit side by side; groups
+come in model order, then base, stage-1 and stage-2 groups, each level sorted by name.
 
 Example:
     >>> import json, tempfile, pathlib
@@ -16,14 +19,14 @@ Example:
     ...     _ = path.write_text(json.dumps({
     ...         "task_name": "lee50", "task_kind": "sts",
     ...         "scores": {"test": [{"main_score": score, "hf_subset": "default"}]},
-    ...         "run": {"name": f"stage1-seed{seed}", "model": "minilm", "stage": "stage1",
+    ...         "run": {"name": f"wiki-seed{seed}", "model": "minilm", "stage": "stage1",
     ...                 "seed": seed}}))
     ...     paths.append(path)
     >>> df = collect_metrics(paths)
     >>> df.columns.tolist()
-    ['run', 'model', 'stage', 'seed', 'task', 'split', 'metric', 'value']
+    ['run', 'model', 'stage', 'group', 'seed', 'task', 'split', 'metric', 'value']
     >>> summary = summarize(df)
-    >>> summary.loc["minilm stage1", "lee50"].round(4).tolist()  # mean, ci95, n
+    >>> summary.loc["minilm wiki", "lee50"].round(4).tolist()  # mean, ci95, n
     [0.72, 0.0497, 3.0]
 """
 
@@ -46,14 +49,12 @@ from adapterflow.io import atomic_file
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["run", "model", "stage", "seed", "task", "split", "metric", "value"]
+COLUMNS = ["run", "model", "stage", "group", "seed", "task", "split", "metric", "value"]
+# The level of a run: the pretrained model, an adapter of one stage, or stage 2 on stage 1.
 STAGES = ("base", "stage1", "stage2")
 TASK_KINDS = ("retrieval", "sts", "triplets", "anisotropy", "ruler")
 MAIN_SCORE = "main_score"
 PREFERRED_SPLIT = "test"
-
-# A stage-2 adapter is trained on top of stage 1, so its label names both.
-STAGE_LABELS = {"base": "base", "stage1": "stage1", "stage2": "stage1+stage2"}
 
 MAIN_SCORE_MEANING = {
     "retrieval": "nDCG@k of each query's ranking of the corpus, averaged over queries "
@@ -90,6 +91,11 @@ class EvalRecord:
     stage: str
     seed: int | None
     scores: dict[str, dict[str, float]]  # split → metric → value
+
+    @property
+    def group(self) -> str:
+        """The label of the run group this run belongs to (see :func:`group_label`)."""
+        return group_label(self.model, run_stages(self.run, self.stage, self.seed))
 
 
 def _is_number(value: Any) -> bool:
@@ -213,7 +219,7 @@ def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def _frame(records: list[EvalRecord]) -> pd.DataFrame:
     rows = [
-        (rec.run, rec.model, rec.stage, rec.seed, rec.task, split, metric, value)
+        (rec.run, rec.model, rec.stage, rec.group, rec.seed, rec.task, split, metric, value)
         for rec in records
         for split, metrics in rec.scores.items()
         for metric, value in metrics.items()
@@ -221,40 +227,80 @@ def _frame(records: list[EvalRecord]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["seed"] = df["seed"].astype("Int64")
     df["value"] = df["value"].astype(float)
-    return _sort(df, ["model", "stage", "run", "seed", "task", "split", "metric"])
+    return _sort(df, ["model", "stage", "group", "seed", "run", "task", "split", "metric"])
 
 
 def collect_metrics(json_paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     """Tidy table of every numeric score: one row per run × task × split × metric.
 
-    Columns are :data:`COLUMNS`; ``seed`` is a nullable ``Int64`` (``<NA>`` for the base model).
-    Rows are sorted by model, stage (base, stage1, stage2), run, seed, task, split, metric.
+    Columns are :data:`COLUMNS`; ``group`` is the run group's label (:func:`group_label`),
+    ``seed`` a nullable ``Int64`` (``<NA>`` for the base model). Rows are sorted by model,
+    stage (base, stage1, stage2), group, seed, run, task, split, metric.
     A malformed file, or one (model, run, task) given twice, raises :class:`EvalFileError`.
     """
     return _frame(_read_all(json_paths))
 
 
 def read_metrics(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a ``metrics.csv`` written by :func:`write_tables` back with the same dtypes."""
+    """Read a ``metrics.csv`` written by :func:`write_tables` back with the same dtypes.
+
+    A table written before it had a ``group`` column gets one, derived from the run names.
+    """
     df = pd.read_csv(
         csv_path,
         dtype={c: str for c in COLUMNS if c not in ("seed", "value")} | {"seed": "Int64"},
         keep_default_na=False,
         na_values={"seed": [""], "value": ["", "nan", "NaN"]},
     )
-    missing = [c for c in COLUMNS if c not in df.columns]
+    missing = [c for c in COLUMNS if c not in df.columns and c != "group"]
     if missing:
         raise DataError(csv_path, f"missing column(s) {missing}; expected {COLUMNS}", line=1)
-    return df[COLUMNS]
+    return with_groups(df)[COLUMNS]
 
 
-def group_label(model: str, stage: str) -> str:
-    """Display name of a run group.
+def run_stages(run: str, stage: str, seed: int | None) -> str:
+    """The stage names of a run: its name without ``-seed{n}`` (``base`` for the base model).
 
-    >>> group_label("minilm", "stage2")
-    'minilm stage1+stage2'
+    The workflow names runs ``base``, ``{stage1}-seed{n}`` and ``{stage1}+{stage2}-seed{n}``;
+    a name that does not end in its own seed is kept whole.
+
+    >>> run_stages("wiki+news-seed2", "stage2", 2), run_stages("base", "base", None)
+    ('wiki+news', 'base')
+    >>> run_stages("wiki-v2", "stage1", 0)
+    'wiki-v2'
     """
-    return f"{model} {STAGE_LABELS[stage]}"
+    if stage == "base":
+        return "base"
+    suffix = f"-seed{seed}"
+    if seed is not None and run.endswith(suffix) and len(run) > len(suffix):
+        return run[: -len(suffix)]
+    return run
+
+
+def group_label(model: str, stages: str) -> str:
+    """Display name of a run group: the model and the stage names of its runs.
+
+    >>> group_label("minilm", run_stages("wiki+news-seed0", "stage2", 0))
+    'minilm wiki+news'
+    """
+    return f"{model} {stages}"
+
+
+def with_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``group`` column after ``stage``, derived from model, run, stage and seed
+    where it has none (tables built by hand, or written by an older version)."""
+    if "group" in df.columns:
+        return df
+    seeds = [None if pd.isna(seed) else int(seed) for seed in df["seed"]]
+    groups = [
+        group_label(model, run_stages(run, stage, seed))
+        for model, run, stage, seed in zip(df["model"], df["run"], df["stage"], seeds, strict=True)
+    ]
+    df = df.copy()
+    df.insert(
+        df.columns.get_loc("stage") + 1, "group", pd.Series(groups, index=df.index, dtype=str)
+    )
+    return df
 
 
 def _main_split(df: pd.DataFrame, task: str) -> str:
@@ -272,42 +318,43 @@ def _main_split(df: pd.DataFrame, task: str) -> str:
 def main_scores(df: pd.DataFrame) -> pd.DataFrame:
     """The main score of every run on every task (``test`` split when there are several).
 
-    Returns columns ``model, stage, group, run, seed, task, value``, one row per run × task;
-    raises :class:`ValueError` if two runs of one run group share a seed on a task, since
-    averaging them would mix different experiments.
+    Returns columns ``model, stage, group, run, seed, task, value``, one row per run × task,
+    sorted by model, stage, group, seed. ``group`` is derived from the run names when ``df``
+    has none. Raises :class:`ValueError` if two runs of one run group share a seed on a task,
+    or if one group holds runs of different stages, since averaging them would mix different
+    adapters (the config check rejects every config that could lead to either).
     """
-    missing = [c for c in COLUMNS if c not in df.columns]
+    missing = [c for c in COLUMNS if c not in df.columns and c != "group"]
     if missing:
         raise ValueError(f"metrics table lacks column(s) {missing}")
-    main = df[df["metric"] == MAIN_SCORE]
+    main = with_groups(df[df["metric"] == MAIN_SCORE])
     split_of = {task: _main_split(main, task) for task in main["task"].unique()}
     main = main[main["split"] == main["task"].map(split_of)].copy()
-    clash = main[main.duplicated(["model", "stage", "seed", "task"], keep=False)]
+    for group, rows in main.groupby("group", sort=True):
+        if rows["stage"].nunique() > 1:
+            stages = sorted(rows["stage"].unique(), key=STAGES.index)
+            raise ValueError(
+                f"runs {sorted(rows['run'].unique())} are all {group!r} but of stages {stages}: "
+                "one run group must differ only by seed"
+            )
+    clash = main[main.duplicated(["group", "seed", "task"], keep=False)]
     if not clash.empty:
-        first = clash.iloc[0]
-        runs = sorted(
-            clash.loc[
-                (clash["model"] == first["model"])
-                & (clash["task"] == first["task"])
-                & (clash["stage"] == first["stage"]),
-                "run",
-            ].unique()
-        )
+        keys = ["group", "seed", "task"]
+        (group, seed, task), rows = next(iter(clash.groupby(keys, dropna=False, sort=True)))
+        seeded = "no seed" if pd.isna(seed) else f"seed {seed}"
         raise ValueError(
-            f"runs {runs} are all {group_label(first['model'], first['stage'])!r} with seed "
-            f"{first['seed']} on task {first['task']!r}: one run group must differ only by seed"
+            f"runs {sorted(rows['run'].unique())} are all {group!r} with {seeded} on task "
+            f"{task!r}: one run group must differ only by seed"
         )
-    main.insert(
-        2, "group", [group_label(m, s) for m, s in zip(main["model"], main["stage"], strict=True)]
-    )
     main = main[["model", "stage", "group", "run", "seed", "task", "value"]]
-    return _sort(main, ["model", "stage", "seed", "run", "task"])
+    return _sort(main, ["model", "stage", "group", "seed", "run", "task"])
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run group (model, stage): each task's main score across seeds.
+    """One row per run group (model and stage names): each task's main score across seeds.
 
-    The index holds group labels in model, then stage order; columns are a
+    The index holds group labels in model order, then base, stage-1 and stage-2 groups (each
+    level sorted by name); columns are a
     ``(task, stat)`` MultiIndex with ``stat`` in ``mean``, ``ci95`` (95 % t-interval
     half-width, 0 for one seed) and ``n`` (seeds). A task a group was not run on is NaN.
     """

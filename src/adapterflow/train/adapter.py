@@ -190,6 +190,17 @@ def train_adapter(
     set_threads(threads)
     dataset, meta = load_tokenized(tokenized_dir)
     _check_tokenized(meta, model_cfg, tokenized_dir)
+    batch_size = int(stage_cfg.get("batch_size", 32))
+    if batch_size > len(dataset):
+        # The no-duplicates sampler would yield no full batch: train on every row per step.
+        logger.warning(
+            "batch_size %d is larger than the %d training rows of %s: using batch_size %d",
+            batch_size,
+            len(dataset),
+            tokenized_dir,
+            len(dataset),
+        )
+        stage_cfg = {**stage_cfg, "batch_size": len(dataset)}
     fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
