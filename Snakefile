@@ -28,14 +28,14 @@ include: "rules/generate.smk"
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
-    model="|".join(MODELS),
-    task="|".join(TASKS),
+    dataset=names_pattern(DATASETS),
+    model=names_pattern(MODELS),
+    task=names_pattern(TASKS),
     run="[^/]+",
     stages="[^/]+",
     seed=r"\d+",
-    pairs="|".join(sorted(config["pairs"])) or "$^",
-    triplets="|".join(sorted(config["triplets"])) or "$^",
+    pairs=names_pattern(config["pairs"]),
+    triplets=names_pattern(config["triplets"]),
 
 
 rule all:

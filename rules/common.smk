@@ -30,6 +30,12 @@ except ConfigError as err:
 DATASETS = sorted(config["datasets"])
 
 
+def names_pattern(names):
+    """A wildcard constraint that matches exactly these names (nothing when there are none):
+    names are escaped, so `a.b` does not also match `axb`."""
+    return "|".join(re.escape(name) for name in sorted(names)) or "$^"
+
+
 def profile_placeholders():
     """Resource values still marked CHANGE (profiles/slurm: account, partitions), as
     `rule: key=value` strings; a dry-run warns before a real run would be refused by sbatch.

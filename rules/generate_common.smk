@@ -1,6 +1,5 @@
 """Helpers for rules/generate.smk (names, inputs, params, targets); this file defines no rules."""
 
-import re
 
 LMS = sorted(config["lms"])
 CHUNK_SETS = sorted(config["chunks"])
@@ -9,11 +8,6 @@ QA_SETS = sorted(config["qa"])
 CURATED_SETS = sorted(config["curated"])
 EXPORTS = sorted(config["exports"])
 RULER_TASKS = sorted(n for n, t in config["tasks"].items() if t["kind"] == "ruler")
-
-
-def names_pattern(names):
-    """A wildcard constraint that matches exactly these names (nothing when there are none)."""
-    return "|".join(re.escape(name) for name in names) or "$^"
 
 
 def lm_dir(lm):

@@ -357,3 +357,16 @@ def test_make_dry_run_and_dag_install_nothing_when_the_venv_exists(tmp_path):
         assert "pip install" in fresh  # a fresh machine still sets itself up
     run = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True).stdout
     assert "--report results/report.html" in run
+
+
+def test_wildcard_constraints_match_names_exactly(tmp_path):
+    """A dataset named `my.data` must not also match `myXdata` (names are regex-escaped)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["datasets"]["my.data"] = config["datasets"].pop("wordsim")
+    config["tasks"]["wordsim"]["dataset"] = "my.data"
+    configfile = tmp_path / "dotted.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    args = ("-n", "--configfile", str(configfile), "--directory", str(tmp_path))
+    assert "prepare_dataset" in job_counts(run_snakemake(*args, "results/clean/my.data").stdout)
+    wrong = run_snakemake(*args, "results/clean/myXdata", check=False)
+    assert wrong.returncode != 0 and "MissingRuleException" in wrong.stdout + wrong.stderr
