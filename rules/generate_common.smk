@@ -1,6 +1,5 @@
 """Helpers for rules/generate.smk (names, inputs, params, targets); this file defines no rules."""
 
-
 LMS = sorted(config["lms"])
 CHUNK_SETS = sorted(config["chunks"])
 NIAH_SETS = sorted(config["niah"])
