@@ -71,6 +71,20 @@ def run_script_rule(
     return result
 
 
+def run_step(
+    *args: str, timeout: int = 300, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m adapterflow STEP ...` (one step outside Snakemake) as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "adapterflow", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Parse Snakemake's 'Job stats' table ({} when nothing is planned)."""
     if "Job stats:" not in output:

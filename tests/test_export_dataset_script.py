@@ -1,4 +1,5 @@
-"""scripts/export_dataset.py run as a user would: command line and Snakemake rule."""
+"""Step export_dataset from the command line (`python -m adapterflow export_dataset`) as a user
+runs it, and scripts/export_dataset.py as the rule runs it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "export_dataset.py"
 
@@ -39,17 +40,10 @@ def make_inputs(root):
 
 
 def run(root, *args, env=None):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=root,
-        env=env,
-    )
+    return run_step("export_dataset", *args, cwd=root, env=env)
 
 
-INPUTS = ("--qa", "qa_split", "--chunks", "chunks/wiki", "--corpus", "clean/wiki")
+INPUTS = ("--input", "qa=qa_split", "--input", "chunks=chunks/wiki", "--input", "corpus=clean/wiki")
 
 
 def load(path):
@@ -67,7 +61,7 @@ def load(path):
 
 def test_command_line_export(tmp_path):
     make_inputs(tmp_path)
-    result = run(tmp_path, *INPUTS, "--out", "hf/wiki", "--log", "logs/export.log")
+    result = run(tmp_path, *INPUTS, "--output", "hf/wiki", "--log", "logs/export.log")
     assert result.returncode == 0, result.stderr[-3000:]
     data = load(tmp_path / "hf" / "wiki")
     assert data == {
@@ -83,7 +77,8 @@ def test_command_line_export(tmp_path):
 def test_push_without_token_refuses_before_any_work(tmp_path):
     make_inputs(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
-    result = run(tmp_path, *INPUTS, "--out", "hf/wiki", "--push-to", "my-lab/qa", env=env)
+    push = 'export={"push": true, "repo_id": "my-lab/qa"}'
+    result = run(tmp_path, *INPUTS, "--output", "hf/wiki", "--param", push, env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: push_to_hub needs a Hugging Face token with write access in the environment "
@@ -91,19 +86,21 @@ def test_push_without_token_refuses_before_any_work(tmp_path):
     )
     assert not (tmp_path / "hf").exists()  # nothing exported either
     env["HF_TOKEN"] = "hf_x"
-    result = run(tmp_path, *INPUTS, "--out", "hf/wiki", "--push-to", "qa", env=env)
+    push = 'export={"push": true, "repo_id": "qa"}'
+    result = run(tmp_path, *INPUTS, "--output", "hf/wiki", "--param", push, env=env)
     assert result.returncode == 1 and not (tmp_path / "hf").exists()
     assert result.stderr.strip().splitlines()[-1] == (
         "error: hub repo_id must be 'organisation/name', got 'qa'"
     )
-    result = run(tmp_path, *INPUTS, "--out", "hf/wiki", "--public")
-    assert result.returncode == 2 and "--public needs --push-to" in result.stderr
+    result = run(tmp_path, *INPUTS, "--output", "hf/wiki", "--param", 'export={"public": true}')
+    assert result.returncode == 1 and not (tmp_path / "hf").exists()
+    assert result.stderr.strip().splitlines()[-1] == "error: unknown export setting(s): public"
 
 
 def test_bad_input_one_error_line_and_no_output(tmp_path):
     make_inputs(tmp_path)
     write(tmp_path / "chunks" / "wiki" / "chunks.jsonl", [{**CHUNKS[0], "end": None}])
-    result = run(tmp_path, *INPUTS, "--out", "hf/wiki")
+    result = run(tmp_path, *INPUTS, "--output", "hf/wiki")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "error: chunks/wiki/chunks.jsonl:1: field 'end': expected int, got NoneType"

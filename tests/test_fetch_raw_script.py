@@ -1,4 +1,5 @@
-"""scripts/fetch_raw.py run as a user would, from the command line."""
+"""Step fetch_raw from the command line (`python -m adapterflow fetch_raw`) as a user runs it,
+and scripts/fetch_raw.py as Snakemake's `script:` directive runs it."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import run_step
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_raw.py"
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
-    )
+def run_script(dataset: str, source: str, out: Path, *args: str):
+    """The step: ``source`` is the source block as inline JSON."""
+    return run_step(
+        "fetch_raw", "--wildcard", f"dataset={dataset}", "--param", f"source={source}",
+        "--output", str(out), *args, timeout=120,
+    )  # fmt: skip
 
 
 def test_fetch_local_source(tmp_path: Path) -> None:
@@ -22,7 +27,7 @@ def test_fetch_local_source(tmp_path: Path) -> None:
     out, log = tmp_path / "raw" / "toy", tmp_path / "logs" / "fetch_raw" / "toy.log"
     source = json.dumps({"kind": "local", "path": str(data)})
 
-    proc = run_script("--dataset", "toy", "--source", source, "--out", str(out), "--log", str(log))
+    proc = run_script("toy", source, out, "--log", str(log))
 
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
@@ -32,11 +37,14 @@ def test_fetch_local_source(tmp_path: Path) -> None:
     assert "fetched toy" in log.read_text()
 
 
-def test_source_from_yaml_file(tmp_path: Path) -> None:
+def test_params_from_yaml_file(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x\n")
-    source_file = tmp_path / "source.yaml"
-    source_file.write_text(f"kind: local\npath: {tmp_path / 'a.txt'}\n")
-    proc = run_script("--dataset", "a", "--source", str(source_file), "--out", str(tmp_path / "o"))
+    params = tmp_path / "params.yaml"
+    params.write_text(f"source:\n  kind: local\n  path: {tmp_path / 'a.txt'}\n")
+    proc = run_step(
+        "fetch_raw", "--wildcard", "dataset=a", "--params", str(params),
+        "--output", str(tmp_path / "o"), timeout=120,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "a.txt").read_text() == "x\n"
 
@@ -46,7 +54,7 @@ def test_bad_source_fails_with_one_line(tmp_path: Path) -> None:
     out = tmp_path / "raw" / "toy"
     source = json.dumps({"kind": "local", "path": str(missing)})
 
-    proc = run_script("--dataset", "toy", "--source", source, "--out", str(out))
+    proc = run_script("toy", source, out)
 
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
@@ -56,10 +64,17 @@ def test_bad_source_fails_with_one_line(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "raw").iterdir()]  # no staging dir left either
 
 
-def test_unparsable_source_argument(tmp_path: Path) -> None:
-    proc = run_script("--dataset", "x", "--source", "{not json", "--out", str(tmp_path / "o"))
+def test_unparsable_params_argument(tmp_path: Path) -> None:
+    proc = run_step(
+        "fetch_raw", "--wildcard", "dataset=x", "--params", "{not json",
+        "--output", str(tmp_path / "o"), timeout=120,
+    )  # fmt: skip
     assert proc.returncode == 2
-    assert "--source" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--params" in proc.stderr and "Traceback" not in proc.stderr
+    # A source that is no JSON is a string, which the source check refuses in one line.
+    proc = run_script("x", "{not json", tmp_path / "o")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
 
 
 SNAKEMAKE_SHIM = """

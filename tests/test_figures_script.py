@@ -1,11 +1,10 @@
-"""scripts/figures.py run as a user would, from the command line, and as Snakemake runs it."""
+"""Step figures from the command line (`python -m adapterflow figures`) as a user runs it, and
+scripts/figures.py as Snakemake runs it."""
 
 from __future__ import annotations
 
 import logging
 import runpy
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -13,16 +12,18 @@ from test_tables import TASKS, make_eval_tree
 
 from adapterflow.report.tables import write_tables
 
-from conftest import REPO
+from conftest import REPO, run_step
 
 SCRIPT = REPO / "scripts" / "figures.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
+def run(metrics: str, details: list[str], out_dir: str, *args: str, cwd=None):
+    inputs = [arg for path in details for arg in ("--input", f"details={path}")]
+    return run_step(
+        "figures", "--input", f"metrics={metrics}", *inputs, "--param", f"out_dir={out_dir}",
+        *args, timeout=120, cwd=cwd,
+    )  # fmt: skip
 
 
 def expected_outputs(out: str = "results/figures") -> list[str]:
@@ -56,11 +57,8 @@ def details(workdir) -> list[str]:
 
 def test_writes_every_figure_from_the_command_line(workdir):
     result = run(
-        "--metrics", "results/tables/metrics.csv",
-        "--details", *details(workdir),
-        "--out-dir", "results/figures",
-        "--log", "results/logs/figures.log",
-        cwd=workdir,
+        "results/tables/metrics.csv", details(workdir), "results/figures",
+        "--log", "results/logs/figures.log", cwd=workdir,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     written = sorted(str(p.relative_to(workdir)) for p in workdir.glob("results/figures/*"))
@@ -74,10 +72,7 @@ def test_writes_every_figure_from_the_command_line(workdir):
 def test_details_without_their_json_exit_with_one_error_line(workdir):
     csvs = details(workdir)
     (workdir / csvs[0].replace(".details.csv", ".json")).unlink()
-    result = run(
-        "--metrics", "results/tables/metrics.csv", "--details", *csvs, "--out-dir", "figs",
-        cwd=workdir,
-    )  # fmt: skip
+    result = run("results/tables/metrics.csv", csvs, "figs", cwd=workdir)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"error: {csvs[0]}: no eval JSON beside it (aniso.json) to tell the task kind"

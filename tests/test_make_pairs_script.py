@@ -1,22 +1,19 @@
-"""scripts/make_pairs.py run as a user would: from the command line and as a Snakemake rule."""
+"""scripts/make_pairs.py as the rule runs it, and step make_pairs from the command line
+(`python -m adapterflow make_pairs`) as a user runs it."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from adapterflow.data.layouts import PairSet, RetrievalSet
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "make_pairs.py"
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
-    )
+def run(*args: str):
+    return run_step("make_pairs", *args, timeout=120)
 
 
 def write_pairset(root):
@@ -41,9 +38,10 @@ def test_pairs_without_held_out_texts(tmp_path):
     out = tmp_path / "pairs" / "sts.jsonl"
     log = tmp_path / "logs" / "make_pairs.log"
     block = {"dataset": "sts", "strategy": "pairs", "options": {}, "max_pairs": 4, "seed": 1}
+    params = {"pairs": block, "held_out_splits": [[str(data), "test"]]}
     result = run(
-        *("--dataset", str(data), "--out", str(out), "--pairs", json.dumps(block)),
-        *("--held-out", str(data), "test", "--log", str(log)),
+        *("--input", f"dataset={data}", "--output", str(out), "--params", json.dumps(params)),
+        *("--input", f"held_out={data}", "--log", str(log)),
     )
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)
@@ -53,19 +51,22 @@ def test_pairs_without_held_out_texts(tmp_path):
     assert "held_out=1, over_max_pairs=1" in log.read_text()
 
 
-def test_qrels_from_a_yaml_block(tmp_path):
+def test_qrels_from_a_yaml_params_file(tmp_path):
     data = tmp_path / "clean" / "docs"
     RetrievalSet(
         {"d1": {"_id": "d1", "title": "T", "text": "body one"}, "d2": {"_id": "d2", "text": "two"}},
         {"q1": {"_id": "q1", "text": "query one"}, "q2": {"_id": "q2", "text": "query two"}},
         {"train": {"q1": {"d1": 1}, "q2": {"d2": 1}}, "test": {"q2": {"d2": 1}}},
     ).write(data)
-    block = tmp_path / "pairs.yaml"
-    block.write_text("dataset: docs\nstrategy: qrels\noptions: {split: train, shuffle: false}\n")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "pairs:\n  dataset: docs\n  strategy: qrels\n  options: {split: train, shuffle: false}\n"
+        f"held_out_splits: [[{data}, test]]\n"
+    )
     out = tmp_path / "pairs" / "docs.jsonl"
     result = run(
-        *("--dataset", str(data), "--out", str(out), "--pairs", str(block)),
-        *("--held-out", str(data), "test"),
+        *("--input", f"dataset={data}", "--output", str(out), "--params", str(params)),
+        *("--input", f"held_out={data}"),
     )
     assert result.returncode == 0, result.stderr
     # A document is embedded as "title text"; query two is a test query.
@@ -78,7 +79,7 @@ def test_bad_input_exits_with_one_error_line_and_no_output(tmp_path):
     bad.write_text(bad.read_text() + '{"sentence1": "a", "sentence2": "b", "score": 7}\n')
     out = tmp_path / "pairs" / "sts.jsonl"
     block = json.dumps({"dataset": "sts", "strategy": "pairs"})
-    result = run("--dataset", str(data), "--out", str(out), "--pairs", block)
+    result = run("--input", f"dataset={data}", "--output", str(out), "--param", f"pairs={block}")
     assert result.returncode == 1
     assert (
         result.stderr.strip().splitlines()[-1] == f"error: {bad}:7: field 'score': 7 outside [0, 1]"

@@ -157,6 +157,30 @@ def test_retrieval_hand_checked():
     assert per_query["q"]["mrr_at_1"] == 0.0
 
 
+def test_retrieval_conventions_the_docstring_promises():
+    # Scores equal in float32 are tied (1.0 + 1e-9 is 1.0 as a C float): the larger id wins.
+    _, per_query = retrieval_metrics({"q": {"b": 1}}, {"q": {"a": 1.0 + 1e-9, "b": 1.0}}, (1,))
+    assert per_query["q"]["mrr_at_1"] == 1.0
+    # A negative grade is a gain of 0 and not relevant.
+    _, per_query = retrieval_metrics({"q": {"a": -1, "b": 1}}, {"q": {"a": 2.0, "b": 1.0}}, (2,))
+    assert per_query["q"]["ndcg_at_2"] == pytest.approx(1 / math.log2(3))
+    assert per_query["q"]["recall_at_2"] == 1.0 and per_query["q"]["mrr_at_2"] == 0.5
+    # MRR@k is cut at k: the first relevant document at rank 3 counts from k = 3 on.
+    run = {"q": {"a": 0.9, "b": 0.8, "c": 0.7}}
+    _, per_query = retrieval_metrics({"q": {"c": 1}}, run, (1, 2, 3, 10))
+    assert [per_query["q"][f"mrr_at_{k}"] for k in (1, 2, 3, 10)] == [0.0, 0.0, 1 / 3, 1 / 3]
+    # Judged queries without a relevant document, or with an empty run, score 0 and count.
+    qrels = {"hit": {"a": 1}, "all_zero": {"a": 0}, "empty_run": {"a": 1}}
+    run = {"hit": {"a": 1.0}, "all_zero": {"a": 1.0}, "empty_run": {}}
+    mean, per_query = retrieval_metrics(qrels, run, (1, 10))
+    assert list(per_query) == ["hit", "all_zero", "empty_run"]
+    assert all(v == 0.0 for q in ("all_zero", "empty_run") for v in per_query[q].values())
+    assert mean["ndcg_at_10"] == pytest.approx(1 / 3) and mean["mrr_at_1"] == pytest.approx(1 / 3)
+    # NumPy grades and scores are fine (the evaluator itself takes Python ints and floats only).
+    _, per_query = retrieval_metrics({"q": {"a": np.int64(1)}}, {"q": {"a": np.float32(0.5)}})
+    assert per_query["q"]["ndcg_at_1"] == 1.0
+
+
 def test_retrieval_query_selection_and_mean():
     qrels = {"judged": {"a": 1}, "all_zero": {"a": 0}, "not_run": {"a": 1}, "empty": {}}
     run = {"judged": {"a": 1.0}, "all_zero": {"a": 1.0}, "empty": {"a": 1.0}, "extra": {}}

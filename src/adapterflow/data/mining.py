@@ -39,6 +39,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -51,8 +52,15 @@ from typing import Any
 from tqdm import tqdm
 
 from adapterflow.data.layouts import RetrievalSet, detect_layout, document_text
-from adapterflow.data.pairs import format_counts, split_sentences, truncate
-from adapterflow.errors import ConfigError
+from adapterflow.data.pairs import (
+    format_counts,
+    held_out_from_splits,
+    read_pairs,
+    split_sentences,
+    truncate,
+    write_pairs,
+)
+from adapterflow.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -671,3 +679,99 @@ def _log_summary(
         n_pairs / max(seconds, 1e-9),
         format_counts(dropped),
     )
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+
+def mine_triplets_file(
+    pairs: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    mining: Mapping[str, Any],
+    *,
+    model: Mapping[str, Any] | None = None,
+    dataset: str | os.PathLike[str] | None = None,
+    corpus: str | os.PathLike[str] | None = None,
+    pairs_block: Mapping[str, Any] | None = None,
+    held_out_splits: Iterable[Sequence[str]] = (),
+    declared_held_out: Iterable[str | os.PathLike[str]] | None = None,
+) -> int:
+    """Rule ``mine_triplets``: read the ``pairs`` file, gather the candidate pool and the
+    held-out texts, mine as the ``mining`` block says (``strategy``, ``k``, ``options``,
+    ``seed``; other keys are ignored) and write the rows to ``out`` atomically; returns the
+    row count.
+
+    The pool (:func:`pool_corpora`) is the pairs' positives, plus the documents of
+    ``dataset`` (the pairs' prepared dataset, when it has a corpus) and of ``corpus`` (another
+    prepared retrieval dataset), minus the texts of the ``held_out_splits``
+    (``[dataset_dir, split]`` pairs, each ``dataset_dir`` one of ``declared_held_out`` when
+    given); option ``corpus: false`` leaves both datasets out. Documents are written as the
+    pairs' positives are (``pairs_block``: the pairs block's ``strategy`` and
+    ``options.max_chars``; ``"title text"`` without it), and a document an
+    :data:`ANCHOR_FROM_DOCUMENT` anchor was cut from is never that anchor's negative.
+    ``model`` (a ``models:`` block) is the encoder of ``dense`` mining. Raises
+    :class:`~adapterflow.errors.DataError` when mining leaves no row.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from adapterflow.data.mining import mine_triplets_file
+        >>> from adapterflow.data.pairs import read_pairs, write_pairs
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = write_pairs(root / "pairs.jsonl",
+        ...                 [{"anchor": f"q{i}", "positive": f"p{i}"} for i in range(4)])
+        >>> mine_triplets_file(root / "pairs.jsonl", root / "triplets.jsonl",
+        ...                    {"strategy": "random", "k": 2, "seed": 0})
+        4
+        >>> [len(row["negative"]) for row in read_pairs(root / "triplets.jsonl")]
+        [2, 2, 2, 2]
+    """
+    strategy, k = mining["strategy"], int(mining.get("k", 1))
+    options = dict(mining.get("options") or {})
+    use_corpus = options.pop("corpus", None)
+    pairs_block = pairs_block or {}
+    rows = read_pairs(pairs)
+    held_out = set(held_out_from_splits(held_out_splits, declared_held_out))
+    logger.info("%d pairs, %d held-out texts", len(rows), len(held_out))
+    corpora = pool_corpora(
+        strategy,
+        k,
+        dataset=dataset,
+        corpus=corpus,
+        use_corpus=use_corpus,
+        pairs_strategy=pairs_block.get("strategy"),
+        max_chars=(pairs_block.get("options") or {}).get("max_chars"),
+        held_out=held_out,
+    )
+    not_negatives = None
+    if corpora:
+        texts: dict[str, list[str]] = {}
+        for found in corpora:
+            texts.setdefault(found.name, []).extend(found.texts)
+            held_out |= found.held_out
+        options["corpus"] = texts
+        if pairs_block.get("strategy") in ANCHOR_FROM_DOCUMENT:
+            not_negatives = anchor_sources(
+                [row["anchor"] for row in rows], corpora, [row["positive"] for row in rows]
+            )
+    encoder = None
+    if strategy == "dense" and k > 0:
+        if not model:
+            raise ConfigError("dense mining needs a model block (params.model)")
+        from adapterflow.models import load_encoder
+
+        encoder = load_encoder(model)
+    triplets, dropped = mine_triplets(
+        rows,
+        strategy,
+        k=k,
+        options=options,
+        seed=int(mining.get("seed", 0)),
+        model=encoder,
+        held_out=held_out,
+        not_negatives=not_negatives,
+    )
+    if not triplets:
+        raise DataError(pairs, f"no rows left after mining (dropped: {format_counts(dropped)})")
+    count = write_pairs(out, triplets)
+    logger.info("wrote %d rows to %s", count, out)
+    return count

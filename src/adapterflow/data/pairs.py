@@ -558,6 +558,53 @@ def read_pairs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
+# --- the step ----------------------------------------------------------------------------------
+
+
+def make_pairs_file(
+    dataset: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    pairs: Mapping[str, Any],
+    *,
+    held_out_splits: Iterable[Sequence[str]] = (),
+    declared_held_out: Iterable[str | os.PathLike[str]] | None = None,
+) -> int:
+    """Rule ``make_pairs``: the pairs of the prepared ``dataset`` made as the ``pairs`` block
+    says (``strategy``, ``options``, ``max_pairs``, ``seed``; other keys are ignored), none
+    made from a text of the ``held_out_splits`` (``[dataset_dir, split]`` pairs, each
+    ``dataset_dir`` one of ``declared_held_out`` when given: see
+    :func:`held_out_from_splits`), written to ``out`` atomically; returns the row count.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from adapterflow.data.layouts import PairSet
+        >>> from adapterflow.data.pairs import make_pairs_file, read_pairs
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = PairSet({"train": [{"sentence1": "a cat", "sentence2": "a kitten", "score": 1},
+        ...                        {"sentence1": "rain", "sentence2": "a storm", "score": 1}],
+        ...              "test": [{"sentence1": "rain", "sentence2": "wet", "score": 1}]}
+        ...             ).write(root / "sts")
+        >>> make_pairs_file(root / "sts", root / "pairs.jsonl", {"strategy": "pairs"},
+        ...                 held_out_splits=[[root / "sts", "test"]])
+        1
+        >>> read_pairs(root / "pairs.jsonl")
+        [{'anchor': 'a cat', 'positive': 'a kitten'}]
+    """
+    held_out = held_out_from_splits(held_out_splits, declared_held_out)
+    logger.info("%d held-out texts from the evaluation splits", len(held_out))
+    rows, _ = make_pairs(
+        dataset,
+        pairs["strategy"],
+        options=pairs.get("options") or {},
+        held_out=held_out,
+        seed=int(pairs.get("seed", 0)),
+        max_pairs=pairs.get("max_pairs"),
+    )
+    count = write_pairs(out, rows)
+    logger.info("wrote %d pairs to %s", count, out)
+    return count
+
+
 # Strategies defined elsewhere register themselves when imported; importing them here lets every
 # user of the registry (config validation, make_pairs) see them. Their heavy imports are lazy.
 from adapterflow.generate import synthetic_queries as _synthetic_queries  # noqa: E402, F401

@@ -33,11 +33,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapterflow.eval.encode import encode, load_encoder, save_embeddings
-from adapterflow.eval.runtime import pick_device, seed_everything, set_threads
+from adapterflow.eval.encode import save_embeddings
+from adapterflow.eval.results import write_eval_result
 from adapterflow.eval.tasks import corpus_texts, evaluate_task
-from adapterflow.io import atomic_file, write_json
-from adapterflow.provenance import provenance
+from adapterflow.models import encode, load_encoder
+from adapterflow.runtime import pick_device, seed_everything, set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def embed_corpus(
     encoder = load_encoder(
         model,
         adapter=adapter,
-        device=pick_device(evaluation),
+        device=pick_device(evaluation.get("device")),
         merge=bool(evaluation.get("merge_adapter", True)),
     )
     embeddings = encode(
@@ -104,7 +104,7 @@ def run_evaluation(
     seed = run.get("seed")
     seed_everything(seed or 0)
     started = time.perf_counter()
-    device = pick_device(evaluation)
+    device = pick_device(evaluation.get("device"))
     encoder = load_encoder(
         model,
         adapter=run.get("adapter"),
@@ -122,36 +122,28 @@ def run_evaluation(
         bf16=bool(evaluation.get("bf16", False)),
     )
     seconds = time.perf_counter() - started
-    split = task.get("split", "test")
-    inputs = [dataset_dir] + ([corpus_embeddings] if corpus_embeddings else [])
-    result = {
-        "task_name": task_name,
-        "task_kind": task["kind"],
-        "dataset": task["dataset"],
-        "evaluation_time": round(seconds, 3),
-        "scores": {split: [{**scores, "hf_subset": "default"}]},
-        "run": {
+    result = write_eval_result(
+        out_json,
+        out_details,
+        details,
+        task_name=task_name,
+        task_kind=task["kind"],
+        dataset=task["dataset"],
+        split=task.get("split", "test"),
+        scores=scores,
+        run={
             "name": run["name"],
             "model": model_name,
             "stage": run.get("stage", "base"),
             "seed": seed,
             "adapter": str(run["adapter"]) if run.get("adapter") else None,
         },
-        "provenance": provenance(
-            config_blocks={"task": dict(task), "model": dict(model), "run": dict(run)},
-            inputs=inputs,
-            model=str(model.get("path")),
-            adapter=str(run["adapter"]) if run.get("adapter") else None,
-            seed=seed,
-            wall_time=seconds,
-            device=device,
-        ),
-    }
-    # Details first: the JSON is the rule's main output and appears last, whole or not at all.
-    with atomic_file(out_details) as tmp:
-        details.to_csv(tmp, index=False)
-    with atomic_file(out_json) as tmp:
-        write_json(tmp, result)
+        seconds=seconds,
+        config_blocks={"task": dict(task), "model": dict(model), "run": dict(run)},
+        inputs=[dataset_dir] + ([corpus_embeddings] if corpus_embeddings else []),
+        model_path=str(model.get("path")),
+        device=device,
+    )
     logger.info(
         "%s on %s (%s): main_score=%.4f in %.1f s",
         run["name"],

@@ -80,10 +80,10 @@ from tqdm import tqdm
 
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.eval import ruler
-from adapterflow.eval.runtime import pick_device, seed_everything, set_threads
+from adapterflow.eval.results import write_eval_result
 from adapterflow.generate.cleaning import postprocess_prediction
-from adapterflow.io import atomic_file, read_jsonl, write_json
-from adapterflow.provenance import provenance
+from adapterflow.io import read_jsonl
+from adapterflow.runtime import pick_device, seed_everything, set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -364,15 +364,15 @@ def load_causal_lm(
     ``float32``, ``bfloat16``, ``float16``) overrides the checkpoint's dtype. ``adapter`` (or
     ``model["adapter"]``) is a PEFT LoRA directory, loaded on the base resolved here (the base
     path the adapter recorded is ignored); adapters it was trained on top of
-    (:mod:`adapterflow.train.merge`) are merged first. ``merge_adapter`` folds the LoRA into the
-    base weights (PEFT ``merge_and_unload``): the same predictions up to float rounding,
-    faster. The model is in eval mode; the tokenizer pads on the left, with EOS as the pad
-    token when it has none.
+    (:func:`adapterflow.models.read_merged_chain`) are merged first. ``merge_adapter`` folds
+    the LoRA into the base weights (PEFT ``merge_and_unload``): the same predictions up to
+    float rounding, faster. The model is in eval mode; the tokenizer pads on the left, with EOS
+    as the pad token when it has none.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from adapterflow.generate.llm import DTYPES, resolve_lm
-    from adapterflow.train.merge import read_merged_chain
+    from adapterflow.models import read_merged_chain
 
     if "path" not in model:
         raise ConfigError("model config has no 'path'")
@@ -674,7 +674,7 @@ def run_generation_evaluation(
     seed = run.get("seed")
     seed_everything(seed or 0)
     started = time.perf_counter()
-    device = pick_device(evaluation)
+    device = pick_device(evaluation.get("device"))
     lm, tokenizer = load_causal_lm(
         model,
         adapter=adapter,
@@ -723,53 +723,42 @@ def run_generation_evaluation(
     details = details[list(DETAIL_COLUMNS)]
     seconds = time.perf_counter() - started
 
-    split = task.get("split", "test")
-    result = {
-        "task_name": task_name,
-        "task_kind": task.get("kind", "ruler"),
-        "dataset": task.get("dataset", dataset.name),
-        "evaluation_time": round(seconds, 3),
-        "scores": {split: [{**scores, "hf_subset": "default"}]},
-        "generation": {
-            "prompt_format": prompt_format,
-            "max_new_tokens": dict(sorted(budgets.items())),
-            "batch_size": batch_size,
-            "greedy": True,
-            "limit": limit,
-            "samples": len(records),
-            "prompt_tokens": {
-                "min": min(prompt_tokens),
-                "mean": round(float(np.mean(prompt_tokens)), 1),
-                "max": max(prompt_tokens),
-            },
+    generation = {
+        "prompt_format": prompt_format,
+        "max_new_tokens": dict(sorted(budgets.items())),
+        "batch_size": batch_size,
+        "greedy": True,
+        "limit": limit,
+        "samples": len(records),
+        "prompt_tokens": {
+            "min": min(prompt_tokens),
+            "mean": round(float(np.mean(prompt_tokens)), 1),
+            "max": max(prompt_tokens),
         },
-        "run": {
-            "name": run["name"],
-            "model": model_name,
-            "stage": run["stage"],
-            "seed": seed,
-            "adapter": adapter,
-        },
-        "provenance": provenance(
-            config_blocks={
-                "task": dict(task),
-                "model": dict(model),
-                "run": dict(run),
-                "evaluation": dict(evaluation),
-                "limit": limit,
-            },
-            inputs=[dataset],
-            model=str(model.get("path")),
-            adapter=adapter,
-            seed=seed,
-            wall_time=seconds,
-            device=device,
-        ),
     }
-    with atomic_file(out_details) as tmp:
-        details.to_csv(tmp, index=False)
-    with atomic_file(out_json) as tmp:
-        write_json(tmp, result)
+    result = write_eval_result(
+        out_json,
+        out_details,
+        details,
+        task_name=task_name,
+        task_kind=task.get("kind", "ruler"),
+        dataset=task.get("dataset", dataset.name),
+        split=task.get("split", "test"),
+        scores=scores,
+        run={**run, "model": model_name, "seed": seed, "adapter": adapter},
+        seconds=seconds,
+        config_blocks={
+            "task": dict(task),
+            "model": dict(model),
+            "run": dict(run),
+            "evaluation": dict(evaluation),
+            "limit": limit,
+        },
+        inputs=[dataset],
+        model_path=str(model.get("path")),
+        device=device,
+        extra={"generation": generation},
+    )
     logger.info(
         "%s on %s: main_score=%.2f over %d samples (%s prompts, %.1f s generating, %.2f samples/s)",
         run["name"],

@@ -1,8 +1,9 @@
 """Evaluation metrics on plain data: retrieval (trec_eval semantics), pairs, triplets, spread.
 
-Every function here is checked in ``tests/test_metrics.py`` against a reference
-implementation: ``pytrec_eval`` (retrieval), ``scipy``/``sklearn`` (pair scores) and
-sentence-transformers' triplet rule.
+The retrieval metrics are computed by ``pytrec_eval`` (trec_eval itself), the pair scores by
+``scipy`` and ``sklearn``; this module checks the input, asks for the measures the workflow
+reports and names them as MTEB does. ``tests/test_metrics.py`` checks the conventions below
+on hand-made cases and the triplet rule against sentence-transformers'.
 
 Example:
     >>> import numpy as np
@@ -24,9 +25,12 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+import pytrec_eval
 from scipy import stats
 
 RETRIEVAL_METRICS = ("ndcg", "recall", "mrr", "map", "precision")
+# Our metric names -> trec_eval's measures (``mrr`` comes from ``recip_rank``, see below).
+_TREC_MEASURES = {"ndcg": "ndcg_cut", "recall": "recall", "map": "map_cut", "precision": "P"}
 
 # Pairs of cosines computed at once by `anisotropy`: bounds memory to chunk x dim floats.
 _PAIR_CHUNK = 8192
@@ -42,14 +46,16 @@ def retrieval_metrics(
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """nDCG, recall, MRR, MAP and precision at each k, per query and averaged over queries.
 
-    The numbers equal ``pytrec_eval`` (i.e. trec_eval), the way BEIR and MTEB call it:
+    Computed by ``pytrec_eval`` (i.e. trec_eval), the way BEIR and MTEB call it:
     ``ndcg_at_k`` = ``ndcg_cut_k`` (graded qrels used as linear gains, log2 discount),
     ``recall_at_k`` = ``recall_k``, ``map_at_k`` = ``map_cut_k`` (divided by the number of
     relevant documents, not by k), ``precision_at_k`` = ``P_k`` (divided by k even when the
     run is shorter), and ``mrr_at_k`` = ``recip_rank`` of the run cut to its top k (0 when
-    no relevant document is in the top k), which is how BEIR/MTEB define MRR@k.
+    no relevant document is in the top k), which is how BEIR/MTEB define MRR@k: trec_eval's
+    ``recip_rank`` of the whole run is 1 / the rank of its first relevant document, kept
+    when that rank is at most k.
 
-    Conventions, all verified against ``pytrec_eval.RelevanceEvaluator``:
+    Conventions (trec_eval's, checked in ``tests/test_metrics.py``):
 
     * relevant means a qrels grade >= 1 (trec_eval's default relevance level); the gain of a
       document is its grade, negative grades count as 0 and unjudged documents are 0;
@@ -92,40 +98,33 @@ def retrieval_metrics(
             f"no query of the run has relevance judgements ({len(run)} run queries, "
             f"{len(qrels)} judged queries); are the query ids of run and qrels the same?"
         )
-    width = max(ks)
-    ideal, num_rel = _ideal_gains(qrels, qids, width)
-    gains, relevant = _ranked_gains(qrels, run, qids, width)
+    judged = _trec_qrels(qrels, qids)
+    ranked = _trec_run(run, qids)
+    cut = ",".join(map(str, ks))
+    measures = {f"{measure}.{cut}" for measure in _TREC_MEASURES.values()} | {"recip_rank"}
+    evaluated = pytrec_eval.RelevanceEvaluator(judged, measures).evaluate(ranked)
 
-    n_cols, n_ideal = gains.shape[1], ideal.shape[1]
-    ranks = np.arange(1, max(n_cols, n_ideal) + 1, dtype=np.float64)
-    discount = 1.0 / np.log2(ranks + 1.0)
-    dcg = np.cumsum(gains * discount[:n_cols], axis=1)
-    idcg = np.cumsum(ideal * discount[:n_ideal], axis=1)
-    ranks = ranks[:n_cols]
-    hits = np.cumsum(relevant, axis=1, dtype=np.float64)
-    ap_sum = np.cumsum(relevant * hits / ranks, axis=1)
-    first_hit = np.where(relevant.any(axis=1), relevant.argmax(axis=1) + 1, np.inf)
-    has_rel = num_rel > 0
-    safe_rel = np.where(has_rel, num_rel, 1.0)
-
-    columns: dict[str, np.ndarray] = {}
-    for k in ks:
-        at = min(k, n_cols) - 1  # a run shorter than k: the value at its last rank stays
-        ideal_at = idcg[:, min(k, n_ideal) - 1]
-        columns[f"ndcg_at_{k}"] = np.where(
-            ideal_at > 0, dcg[:, at] / np.where(ideal_at > 0, ideal_at, 1.0), 0.0
-        )
-        columns[f"recall_at_{k}"] = np.where(has_rel, hits[:, at] / safe_rel, 0.0)
-        columns[f"mrr_at_{k}"] = np.where(first_hit <= k, 1.0 / first_hit, 0.0)
-        columns[f"map_at_{k}"] = np.where(has_rel, ap_sum[:, at] / safe_rel, 0.0)
-        columns[f"precision_at_{k}"] = hits[:, at] / k
-
-    names = [f"{m}_at_{k}" for m in RETRIEVAL_METRICS for k in ks]
-    mean = {name: float(np.mean(columns[name])) for name in names}
-    values = zip(*(columns[name].tolist() for name in names), strict=True)
-    per_query = {
-        qid: dict(zip(names, row, strict=True)) for qid, row in zip(qids, values, strict=True)
-    }
+    # (our name, trec_eval's name, k) per reported metric; mrr's trec_eval name is None.
+    fields = [
+        (f"{m}_at_{k}", f"{_TREC_MEASURES[m]}_{k}" if m != "mrr" else None, k)
+        for m in RETRIEVAL_METRICS
+        for k in ks
+    ]
+    per_query: dict[str, dict[str, float]] = {}
+    for qid in qids:
+        # trec_eval reports every judged query of the run, empty ones included; a query it
+        # left out could only score 0.
+        values = evaluated.get(qid, {})
+        reciprocal = values.get("recip_rank", 0.0)
+        first_hit = round(1.0 / reciprocal) if reciprocal > 0 else None
+        per_query[qid] = {
+            ours: float(values.get(theirs, 0.0))
+            if theirs is not None
+            else (reciprocal if first_hit is not None and first_hit <= k else 0.0)
+            for ours, theirs, k in fields
+        }
+    table = np.array([list(row.values()) for row in per_query.values()], dtype=np.float64)
+    mean = {name: float(np.mean(table[:, i])) for i, (name, _, _) in enumerate(fields)}
     return mean, per_query
 
 
@@ -139,108 +138,41 @@ def _check_k_values(k_values: Iterable[int]) -> list[int]:
     return [int(k) for k in ks]
 
 
-def _ranked_gains(
-    qrels: Mapping[str, Mapping[str, int]],
-    run: Mapping[str, Mapping[str, float]],
-    qids: list[str],
-    width: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gains and relevance (queries x ranks) of each query's top ``width`` in trec_eval order.
+def _trec_qrels(
+    qrels: Mapping[str, Mapping[str, int]], qids: list[str]
+) -> dict[str, dict[str, int]]:
+    """The judgements of ``qids`` as the Python ints pytrec_eval takes (bools and NumPy ints
+    included); any other grade is a :class:`ValueError`."""
+    grades = np.asarray(list(itertools.chain.from_iterable(qrels[q].values() for q in qids)))
+    if grades.size and grades.dtype.kind not in "iub":  # bool is an int to pytrec_eval too
+        raise ValueError(
+            f"grades must be integers (as trec_eval requires), got dtype {grades.dtype}"
+        )
+    return {q: {str(d): int(g) for d, g in qrels[q].items()} for q in qids}
 
-    All queries are ranked at once by one integer argsort over flat arrays (10k queries x
-    top-100 in well under a second) rather than by 10k Python-level sorts.
-    """
-    lengths = np.fromiter((len(run[q]) for q in qids), dtype=np.int64, count=len(qids))
-    total = int(lengths.sum())
-    n_cols = max(1, min(width, int(lengths.max())))
-    gains = np.zeros((len(qids), n_cols), dtype=np.float64)
-    relevant = np.zeros((len(qids), n_cols), dtype=bool)
-    if total == 0:
-        return gains, relevant
 
+def _trec_run(
+    run: Mapping[str, Mapping[str, float]], qids: list[str]
+) -> dict[str, dict[str, float]]:
+    """The scores of ``qids`` as the str ids and Python floats pytrec_eval takes (a query's
+    dict is passed on as it is when it already is one); NaN is a :class:`ValueError` (trec_eval
+    would rank it somewhere)."""
+    total = sum(len(run[q]) for q in qids)
     scores = np.fromiter(
         itertools.chain.from_iterable(run[q].values() for q in qids), np.float64, count=total
     )
     if np.isnan(scores).any():
         bad = next(q for q in qids if any(s != s for s in run[q].values()))
         raise ValueError(f"run query {bad!r} has a NaN score; scores must be numbers")
-    # The grades were checked to be integers by `_ideal_gains`; map() keeps the lookup in C.
-    grades = np.fromiter(
-        itertools.chain.from_iterable(
-            map(qrels[q].get, run[q], itertools.repeat(0, len(run[q]))) for q in qids
-        ),
-        np.int64,
-        count=total,
-    )
-    query = np.repeat(np.arange(len(qids), dtype=np.uint64), lengths)
-    key = (query << np.uint64(32)) | _descending_float32_key(scores)
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    tie = sorted_key[1:] == sorted_key[:-1]
-    if tie.any():
-        # Only tied documents need their ids compared (descending, like trec_eval); Python's
-        # str order is code point order, i.e. the UTF-8 byte order that strcmp sees.
-        in_tie = np.zeros(total, dtype=bool)
-        in_tie[1:] |= tie
-        in_tie[:-1] |= tie
-        tied = np.sort(order[in_tie])
-        doc_ids = list(itertools.chain.from_iterable(run[q] for q in qids))
-        tied_ids = [doc_ids[i] for i in tied.tolist()]
-        vocabulary = {d: i for i, d in enumerate(sorted(set(tied_ids)), start=1)}
-        doc_rank = np.zeros(total, dtype=np.int64)
-        doc_rank[tied] = np.fromiter(map(vocabulary.__getitem__, tied_ids), np.int64, len(tied))
-        by_id = np.argsort(-doc_rank, kind="stable")
-        order = by_id[np.argsort(key[by_id], kind="stable")]
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    position = np.arange(total) - starts  # rank - 1 within the query (query is sorted)
-    keep = position < n_cols
-    rows, cols = query[order][keep], position[keep]
-    sorted_grades = grades[order][keep]
-    gains[rows, cols] = np.maximum(sorted_grades, 0)
-    relevant[rows, cols] = sorted_grades >= 1
-    return gains, relevant
-
-
-def _descending_float32_key(scores: np.ndarray) -> np.ndarray:
-    """Unsigned keys that sort ascending as ``scores`` rounded to float32 sort descending.
-
-    trec_eval ranks by the score stored as a C ``float``, so float64 scores that round to the
-    same float32 are tied. Mapping the float32 bits to an order-preserving integer lets one
-    integer argsort rank all queries at once (several times faster than ``np.lexsort``).
-    """
-    with np.errstate(over="ignore"):  # beyond float32 range becomes +-inf, as in C
-        negated = (-scores).astype(np.float32) + np.float32(0.0)  # + 0 folds -0.0 into 0.0
-    bits = negated.view(np.uint32)
-    # IEEE 754: flip every bit of negatives, only the sign bit of positives.
-    flipped = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
-    return flipped.astype(np.uint64)
-
-
-def _ideal_gains(
-    qrels: Mapping[str, Mapping[str, int]], qids: list[str], width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best possible gains (queries x ranks, descending) and the number of relevant docs."""
-    lengths = np.fromiter((len(qrels[q]) for q in qids), dtype=np.int64, count=len(qids))
-    total = int(lengths.sum())
-    grades = _int_array(itertools.chain.from_iterable(qrels[q].values() for q in qids), "grades")
-    query = np.repeat(np.arange(len(qids)), lengths)
-    num_rel = np.bincount(query, weights=grades >= 1, minlength=len(qids))
-    n_cols = max(1, min(width, int(lengths.max())))
-    order = np.lexsort((-grades, query))
-    position = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    keep = position < n_cols
-    ideal = np.zeros((len(qids), n_cols), dtype=np.float64)
-    ideal[query[order][keep], position[keep]] = np.maximum(grades[order][keep], 0)
-    return ideal, num_rel
-
-
-def _int_array(values: Iterable[int], what: str) -> np.ndarray:
-    array = np.asarray(list(values))
-    if array.size and array.dtype.kind not in "iub":  # bool is an int to pytrec_eval too
-        raise ValueError(
-            f"{what} must be integers (as trec_eval requires), got dtype {array.dtype}"
-        )
-    return array.astype(np.int64).reshape(-1)
+    ranked = {}
+    for q in qids:
+        docs = run[q]
+        plain = type(docs) is dict and all(type(d) is str for d in docs)
+        if plain and all(type(s) is float for s in docs.values()):
+            ranked[q] = docs
+        else:
+            ranked[q] = {str(d): float(s) for d, s in docs.items()}
+    return ranked
 
 
 # --------------------------------------------------------------------------- pair scores
@@ -251,10 +183,11 @@ def sts_metrics(
 ) -> dict[str, float]:
     """Agreement of predicted similarities with gold scores, and with binary labels if given.
 
-    ``spearman`` and ``pearson`` correlate ``scores`` with ``gold`` (ties get average ranks,
-    as in ``scipy.stats.spearmanr``). With ``labels`` (0/1) also ``roc_auc`` (probability that
-    a label-1 pair outscores a label-0 pair, ties counting one half: ``roc_auc_score``) and
-    ``discrimination``, the mean score of label-1 pairs minus that of label-0 pairs.
+    ``spearman`` and ``pearson`` correlate ``scores`` with ``gold`` (``scipy.stats.spearmanr``,
+    ties getting average ranks, and ``scipy.stats.pearsonr``). With ``labels`` (0/1) also
+    ``roc_auc`` (``sklearn.metrics.roc_auc_score``: the probability that a label-1 pair
+    outscores a label-0 pair, ties counting one half) and ``discrimination``, the mean score of
+    label-1 pairs minus that of label-0 pairs.
 
     Raises:
         ValueError: lengths differ, fewer than 2 pairs, a NaN or infinite value, constant
@@ -277,12 +210,14 @@ def sts_metrics(
         if np.all(v == v[0]):
             raise ValueError(f"{name} are all equal ({v[0]!r}); the correlation is undefined")
     result = {
-        "spearman": _pearson(_average_ranks(x), _average_ranks(y)),
-        "pearson": _pearson(x, y),
+        "spearman": float(stats.spearmanr(x, y).statistic),
+        "pearson": float(stats.pearsonr(x, y).statistic),
     }
     if labels is not None:
+        from sklearn.metrics import roc_auc_score  # sklearn takes a second to import
+
         lab = _binary_labels(labels, len(x))
-        result["roc_auc"] = _roc_auc(x, lab)
+        result["roc_auc"] = float(roc_auc_score(lab, x))
         result["discrimination"] = float(x[lab == 1].mean() - x[lab == 0].mean())
     return result
 
@@ -325,32 +260,6 @@ def _binary_labels(labels: np.ndarray, n: int) -> np.ndarray:
     if lab.min() == lab.max():
         raise ValueError(f"labels are all {lab[0]}; ROC-AUC and discrimination need both classes")
     return lab
-
-
-def _average_ranks(v: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their ranks (``rankdata`` 'average')."""
-    order = np.argsort(v, kind="stable")
-    sorted_v = v[order]
-    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
-    ends = np.r_[starts[1:], len(v)]
-    ranks = np.empty(len(v), dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    xc, yc = x - x.mean(), y - y.mean()
-    r = float(np.dot(xc, yc) / np.sqrt(np.dot(xc, xc) * np.dot(yc, yc)))
-    return max(-1.0, min(1.0, r))  # rounding can step just outside [-1, 1]
-
-
-def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    # Mann-Whitney U with average ranks: equals the trapezoidal ROC area, ties included.
-    ranks = _average_ranks(scores)
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    u = ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
 
 
 # --------------------------------------------------------------------------- triplets

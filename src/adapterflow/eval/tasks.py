@@ -12,7 +12,7 @@ A *task* is a config block ``{"dataset", "kind", "split", ...}``; its kind picks
 Example:
     >>> import tempfile, pathlib
     >>> from adapterflow.data.layouts import PairSet
-    >>> from adapterflow.eval.encode import load_encoder
+    >>> from adapterflow.models import load_encoder
     >>> from adapterflow.eval.tasks import evaluate_task
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> _ = PairSet({"test": [
@@ -39,7 +39,7 @@ import pandas as pd
 
 from adapterflow.data.layouts import PairSet, RetrievalSet, TripletSet, document_text
 from adapterflow.errors import DataError
-from adapterflow.eval.encode import encode, load_embeddings
+from adapterflow.eval.encode import load_embeddings
 from adapterflow.eval.metrics import (
     anisotropy,
     labels_from_threshold,
@@ -49,6 +49,7 @@ from adapterflow.eval.metrics import (
     triplet_accuracy,
 )
 from adapterflow.eval.search import top_k
+from adapterflow.models import encode
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def evaluate_task(
     bf16: bool = False,
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Score ``model`` on ``task``; return ``(scores with main_score, per-item details)``.
-    ``bf16`` encodes under bfloat16 autocast (:func:`~adapterflow.eval.encode.encode`)."""
+    ``bf16`` encodes under bfloat16 autocast (:func:`~adapterflow.models.encode`)."""
     kind = task["kind"]
     if kind in CORPUS_KINDS and corpus_embeddings is None:
         raise ValueError(f"{kind} tasks need the corpus embeddings of the embed_corpus step")

@@ -687,6 +687,34 @@ def preview_chunks(dataset_dir: str | os.PathLike[str], chunker: Chunker, n: int
     return chunks[:n]
 
 
+def format_preview(dataset_dir: str | os.PathLike[str], chunking: Mapping[str, Any], n: int) -> str:
+    """The first ``n`` chunks of ``dataset_dir/corpus.jsonl`` cut as the ``chunking`` block
+    says (:func:`chunker_from_config`), as text to read: a ``--- id [kind] start:end (length
+    unit)`` line above each chunk's text. Writes nothing.
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> from adapterflow.generate.chunking import format_preview
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> doc = {"_id": "d1", "title": "", "text": "Cats purr. Dogs bark loudly."}
+        >>> _ = (root / "corpus.jsonl").write_text(json.dumps(doc) + "\\n")
+        >>> print(format_preview(root, {"max_length": 20}, 2))
+        --- d1-c0 [text] 0:10 (10 chars)
+        Cats purr.
+        --- d1-c1 [text] 11:28 (17 chars)
+        Dogs bark loudly.
+    """
+    chunker = chunker_from_config(chunking)
+    lines = []
+    for chunk in preview_chunks(dataset_dir, chunker, n):
+        lines.append(
+            f"--- {chunk.id} [{chunk.kind}] {chunk.start}:{chunk.end} "
+            f"({chunk.length} {chunker.unit})"
+        )
+        lines.append(chunk.text)
+    return "\n".join(lines)
+
+
 def chunk_corpus(
     dataset_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -745,3 +773,28 @@ def chunk_corpus(
         stats.documents / max(seconds, 1e-9),
     )
     return manifest
+
+
+def chunk_corpus_from_config(
+    dataset_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    chunking: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Rule ``chunk_corpus``: :func:`chunk_corpus` with the chunker of a ``chunking`` block
+    (``max_length``, ``min_length``, ``tokenizer``: see :func:`chunker_from_config`); the
+    manifest names the block's tokenizer reference. Returns the manifest.
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> from adapterflow.generate.chunking import chunk_corpus_from_config
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> doc = {"_id": "d1", "title": "", "text": "Cats purr. Dogs bark loudly."}
+        >>> _ = (root / "corpus.jsonl").write_text(json.dumps(doc) + "\\n")
+        >>> manifest = chunk_corpus_from_config(root, root / "chunks", {"max_length": 20})
+        >>> manifest["settings"], manifest["counts"]["chunks"]
+        ({'max_length': 20, 'min_length': 0, 'unit': 'chars', 'tokenizer': None}, 2)
+        >>> sorted(path.name for path in (root / "chunks").iterdir())
+        ['chunks.jsonl', 'manifest.json']
+    """
+    chunker = chunker_from_config(chunking)
+    return chunk_corpus(dataset_dir, out_dir, chunker, chunking.get("tokenizer"))

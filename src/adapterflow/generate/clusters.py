@@ -539,8 +539,8 @@ def _encoder_embedder(
     load on first use, so bad input is reported without waiting for them."""
 
     def embed(texts: list[str]) -> np.ndarray:
-        from adapterflow.eval.encode import encode, load_encoder
-        from adapterflow.eval.runtime import set_threads
+        from adapterflow.models import encode, load_encoder
+        from adapterflow.runtime import set_threads
 
         set_threads(threads)
         encoder = load_encoder(model)

@@ -319,3 +319,48 @@ def push_to_hub(
             time.perf_counter() - started,
         )
     return list(SUBSETS)
+
+
+#: The keys of an ``exports:`` block that the step reads.
+EXPORT_KEYS = frozenset({"push", "repo_id", "private"})
+
+
+def export_and_push(
+    qa_dir: str | os.PathLike[str],
+    chunks: str | os.PathLike[str],
+    corpus: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    export: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Rule ``export_dataset``: :func:`export_dataset` into ``out_dir``, then, when the
+    ``export`` block says ``push: true``, :func:`push_to_hub` to its ``repo_id`` (``private``,
+    default true). A push is checked first (the ``HF_TOKEN`` token, the repo id), so a missing
+    token costs no export. Returns the export's manifest.
+
+    Example:
+        >>> import os
+        >>> from adapterflow.generate.export import export_and_push
+        >>> export_and_push("qa", "chunks", "corpus", "out", {"push": True, "repo": "a/b"})
+        Traceback (most recent call last):
+        ...
+        adapterflow.errors.ConfigError: unknown export setting(s): repo
+        >>> saved = os.environ.pop("HF_TOKEN", None)
+        >>> export_and_push("qa", "chunks", "corpus", "out", {"push": True})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        adapterflow.errors.ConfigError: push_to_hub needs a Hugging Face token ...
+        >>> if saved is not None: os.environ["HF_TOKEN"] = saved
+    """
+    export = export or {}
+    unknown = set(export) - EXPORT_KEYS
+    if unknown:
+        raise ConfigError(f"unknown export setting(s): {', '.join(sorted(unknown))}")
+    push = bool(export.get("push", False))
+    if push:
+        # Refuse before any work: a missing token should not cost an export first.
+        hub_token()
+        check_repo_id(export.get("repo_id"))
+    manifest = export_dataset(qa_dir, chunks, corpus, out_dir)
+    if push:
+        push_to_hub(out_dir, export["repo_id"], private=export.get("private", True))
+    return manifest

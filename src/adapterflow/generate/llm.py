@@ -44,9 +44,9 @@ from typing import Any
 from tqdm import tqdm
 
 from adapterflow.errors import ConfigError
-from adapterflow.eval.runtime import set_threads
 from adapterflow.io import atomic_dir, sha256_file, write_json
 from adapterflow.models import PYPI_PREFIX, resolve_model_path
+from adapterflow.runtime import set_threads
 
 logger = logging.getLogger(__name__)
 

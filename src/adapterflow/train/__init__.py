@@ -5,6 +5,7 @@
 - :mod:`~adapterflow.train.sampler` — length-grouped batches without duplicate texts;
 - :mod:`~adapterflow.train.losses` — the configured contrastive loss;
 - :mod:`~adapterflow.train.callbacks` — ``train_log.jsonl`` (loss, lr, throughput, memory);
-- :mod:`~adapterflow.train.merge` — merged stage-1 adapters (``adapterflow.json``);
+- :mod:`~adapterflow.train.merge` — writes the ``adapterflow.json`` of adapters trained on a
+  merged base (:mod:`adapterflow.models` reads it);
 - :mod:`~adapterflow.train.adapter` — :func:`~adapterflow.train.adapter.train_adapter`.
 """

