@@ -506,12 +506,12 @@ def test_losses_and_option_errors(repo, work, tokenized, stage1):
     model = load_encoder(MINILM, device="cpu")
     symmetric = build_loss(model, {"loss": "symmetric", "scale": 50})
     assert symmetric.directions == ("query_to_doc", "doc_to_query") and symmetric.scale == 50
-    with pytest.raises(ConfigError, match="loss 'triplet' is not one of"):
+    with pytest.raises(ConfigError, match="stage: loss: 'triplet' is not one of"):
         build_loss(model, {"loss": "triplet"})
     common = dict(tokenized_dir=tokenized, out_dir=work / "x", seed=0, checkpoint_dir=work / "xc")
     with pytest.raises(ConfigError, match="tokenized for model"):
         train_adapter(model_cfg={**MINILM, "path": "other/model"}, stage_cfg=STAGE, **common)
-    with pytest.raises(ConfigError, match="init 'fork' is not one of"):
+    with pytest.raises(ConfigError, match="stage: init: 'fork' is not one of"):
         train_adapter(model_cfg=MINILM, stage_cfg={"init": "fork"}, init_adapter=stage1, **common)
     with pytest.raises(ConfigError, match="deepspeed config .* does not exist"):
         train_adapter(model_cfg=MINILM, stage_cfg={"deepspeed": "no/such.json"}, **common)

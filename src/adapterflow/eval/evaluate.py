@@ -38,6 +38,7 @@ from adapterflow.eval.results import write_eval_result
 from adapterflow.eval.tasks import corpus_texts, evaluate_task
 from adapterflow.models import encode, load_encoder
 from adapterflow.runtime import pick_device, seed_everything, set_threads
+from adapterflow.settings import EvaluationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def embed_corpus(
     show_progress: bool = True,
 ) -> Path:
     """Embed every document of a prepared retrieval dataset (in corpus order) into ``out``."""
-    evaluation = evaluation or {}
+    settings = EvaluationSettings.from_block(evaluation)
     set_threads(threads)
     seed_everything(0)
     started = time.perf_counter()
@@ -61,16 +62,16 @@ def embed_corpus(
     encoder = load_encoder(
         model,
         adapter=adapter,
-        device=pick_device(evaluation.get("device")),
-        merge=bool(evaluation.get("merge_adapter", True)),
+        device=pick_device(settings.device),
+        merge=settings.merge_adapter,
     )
     embeddings = encode(
         encoder,
         texts,
-        batch_size=int(evaluation.get("batch_size", 64)),
+        batch_size=settings.batch_size,
         show_progress=show_progress,
         desc="corpus",
-        bf16=bool(evaluation.get("bf16", False)),
+        bf16=settings.bf16,
     )
     meta = {
         "model": model.get("path"),
@@ -99,27 +100,27 @@ def run_evaluation(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Score one (run, task) and write the eval JSON and the per-item CSV atomically."""
-    evaluation = evaluation or {}
+    settings = EvaluationSettings.from_block(evaluation)
     set_threads(threads)
     seed = run.get("seed")
     seed_everything(seed or 0)
     started = time.perf_counter()
-    device = pick_device(evaluation.get("device"))
+    device = pick_device(settings.device)
     encoder = load_encoder(
         model,
         adapter=run.get("adapter"),
         device=device,
-        merge=bool(evaluation.get("merge_adapter", True)),
+        merge=settings.merge_adapter,
     )
     scores, details = evaluate_task(
         encoder,
         task,
         dataset_dir,
         corpus_embeddings=corpus_embeddings,
-        batch_size=int(evaluation.get("batch_size", 64)),
-        chunk_size=int(evaluation.get("chunk_size", 4096)),
+        batch_size=settings.batch_size,
+        chunk_size=settings.chunk_size,
         show_progress=show_progress,
-        bf16=bool(evaluation.get("bf16", False)),
+        bf16=settings.bf16,
     )
     seconds = time.perf_counter() - started
     result = write_eval_result(

@@ -92,6 +92,7 @@ from adapterflow.models import (
     resolve_model_path,
 )
 from adapterflow.runtime import cpu_deepspeed, pick_device, seed_everything, set_threads
+from adapterflow.settings import StageSettings
 from adapterflow.train.callbacks import LoggingProgressCallback, TrainLogCallback
 from adapterflow.train.collator import PreTokenizedCollator
 from adapterflow.train.losses import build_loss
@@ -175,15 +176,8 @@ def train_adapter(
 ) -> TrainResult:
     """Train a LoRA adapter of ``model_cfg`` on ``tokenized_dir``; write it to ``out_dir``.
 
-    ``stage_cfg`` keys (defaults): ``loss`` (``mnrl``; or ``cached_mnrl``, ``symmetric``),
-    ``scale`` (20.0), ``mini_batch_size`` (32), ``gather_across_devices`` (false),
-    ``learning_rate`` (2e-4), ``max_steps`` (100), ``batch_size`` (32, per device),
-    ``warmup_ratio`` (0.1), ``weight_decay`` (0.0), ``lr_scheduler_type`` (``linear``),
-    ``lora`` (``r`` 16, ``alpha`` 32, ``dropout`` 0.1, ``target_modules`` null = the model's
-    ``lora_target_modules``), ``init`` (``continue``; stage 2 only), ``bf16``/``fp16``/
-    ``gradient_checkpointing``/``qlora`` (false), ``deepspeed`` (null), ``checkpoint_steps``
-    (50), ``logging_steps`` (10), ``group_by_length`` (true: length-grouped batches without
-    duplicate texts; false: sentence-transformers' ``NO_DUPLICATES`` sampler).
+    ``stage_cfg`` is a ``stages.<name>`` block (keys and defaults: the schema, read through
+    :class:`~adapterflow.settings.StageSettings`; docs/config-reference.md lists them).
 
     ``seed`` seeds Python, NumPy, torch and transformers before the adapter is created and
     drives the batch order: the same seed on CPU gives the same adapter weights. ``threads``
@@ -192,11 +186,12 @@ def train_adapter(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     checkpoint_dir = Path(checkpoint_dir)
-    init_mode = _init_mode(stage_cfg, init_adapter)
+    stage = StageSettings.from_block(stage_cfg)
+    init_mode = _init_mode(stage, init_adapter)
     set_threads(threads)
     dataset, meta = load_tokenized(tokenized_dir)
     _check_tokenized(meta, model_cfg, tokenized_dir)
-    batch_size = int(stage_cfg.get("batch_size", 32))
+    batch_size = stage.batch_size
     if batch_size > len(dataset):
         # The no-duplicates sampler would yield no full batch: train on every row per step.
         logger.warning(
@@ -207,15 +202,16 @@ def train_adapter(
             len(dataset),
         )
         stage_cfg = {**stage_cfg, "batch_size": len(dataset)}
+        stage = stage.model_copy(update={"batch_size": len(dataset)})
     fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
 
     device = pick_device()
     cpu_deepspeed(device)
-    qlora = bool(stage_cfg.get("qlora", False))
+    qlora = stage.qlora
     # The arguments set up the process group when a launcher (accelerate launch, torchrun,
     # deepspeed) started several processes: build them first, then let the main process alone
     # clean up the checkpoint directory before the others read it.
-    args = _training_arguments(stage_cfg, checkpoint_dir, seed, device, qlora)
+    args = _training_arguments(stage, checkpoint_dir, seed, device, qlora)
     state = args.distributed_state
     with state.main_process_first():
         resume = _prepare_checkpoint_dir(
@@ -228,17 +224,17 @@ def train_adapter(
             state.num_processes,
             state.backend,
             "gathered across processes"
-            if stage_cfg.get("gather_across_devices", False)
+            if stage.gather_across_devices
             else "from this process's batch only (gather_across_devices: false)",
         )
 
-    model = _load_base(model_cfg, device, qlora, stage_cfg)
+    model = _load_base(model_cfg, device, qlora, stage)
     if len(model.tokenizer) != meta["vocab_size"]:
         raise ConfigError(
             f"{tokenized_dir} was tokenized with a vocabulary of {meta['vocab_size']} tokens, "
             f"the model's tokenizer has {len(model.tokenizer)}"
         )
-    chain = _add_adapter(model, model_cfg, stage_cfg, seed, init_adapter, init_mode)
+    chain = _add_adapter(model, model_cfg, stage, seed, init_adapter, init_mode, stage_cfg)
     if qlora:
         # The LoRA weights train in fp32 (as in QLoRA and PEFT's get_peft_model): updates of
         # lr x gradient are often below bf16's resolution.
@@ -265,7 +261,7 @@ def train_adapter(
         model=model,
         args=args,
         train_dataset=dataset,
-        loss=build_loss(model, stage_cfg),
+        loss=build_loss(model, stage),
         data_collator=PreTokenizedCollator.from_tokenizer(model.tokenizer),
         callbacks=[log_callback, *callbacks],
         log_callback=log_callback,
@@ -306,12 +302,10 @@ def train_adapter(
     )
 
 
-def _init_mode(stage_cfg: Mapping[str, Any], init_adapter: Any) -> str | None:
+def _init_mode(stage: StageSettings, init_adapter: Any) -> str | None:
     if init_adapter is None:
         return None
-    mode = str(stage_cfg.get("init", "continue"))
-    if mode not in INIT_MODES:
-        raise ConfigError(f"init {mode!r} is not one of {list(INIT_MODES)}")
+    mode = stage.init
     if not (Path(init_adapter) / WEIGHTS).is_file():
         raise ConfigError(f"init adapter {init_adapter} has no {WEIGHTS}")
     return mode
@@ -390,14 +384,14 @@ def _prepare_checkpoint_dir(
 
 
 def _load_base(
-    model_cfg: Mapping[str, Any], device: str, qlora: bool, stage_cfg: Mapping[str, Any]
+    model_cfg: Mapping[str, Any], device: str, qlora: bool, stage: StageSettings
 ) -> SentenceTransformer:
     if not qlora:
         return load_encoder(model_cfg, device=device)
-    return _load_quantized(model_cfg, stage_cfg, device)
+    return _load_quantized(model_cfg, stage, device)
 
 
-def qlora_compute_dtype(stage_cfg: Mapping[str, Any], device: str) -> torch.dtype:
+def qlora_compute_dtype(stage_cfg: StageSettings | Mapping[str, Any], device: str) -> torch.dtype:
     """The dtype the 4-bit layers compute in: bf16 on CUDA (QLoRA's recipe); on CPU fp32,
     or bf16 when ``bf16: true``.
 
@@ -413,12 +407,14 @@ def qlora_compute_dtype(stage_cfg: Mapping[str, Any], device: str) -> torch.dtyp
         >>> qlora_compute_dtype({}, "cuda")
         torch.bfloat16
     """
-    if device == "cuda" or stage_cfg.get("bf16", False):
+    if device == "cuda" or StageSettings.from_block(stage_cfg).bf16:
         return torch.bfloat16
     return torch.float32
 
 
-def _load_quantized(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], device: str) -> Any:
+def _load_quantized(
+    model_cfg: Mapping[str, Any], stage_cfg: StageSettings | Mapping[str, Any], device: str
+) -> Any:
     """The base with 4-bit nf4 weights (QLoRA), prepared for k-bit training: on CUDA with bf16
     compute, on CPU through bitsandbytes' CPU backend (see :func:`qlora_compute_dtype`)."""
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -429,7 +425,8 @@ def _load_quantized(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], 
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
-    dtype = qlora_compute_dtype(stage_cfg, device)
+    stage = StageSettings.from_block(stage_cfg)
+    dtype = qlora_compute_dtype(stage, device)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -452,14 +449,16 @@ def _load_quantized(model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any], 
     configure_encoder(model, model_cfg)
     prepare_model_for_kbit_training(
         model.transformers_model,
-        use_gradient_checkpointing=bool(stage_cfg.get("gradient_checkpointing", False)),
+        use_gradient_checkpointing=stage.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
     return model
 
 
 def lora_config(
-    model: SentenceTransformer, model_cfg: Mapping[str, Any], stage_cfg: Mapping[str, Any]
+    model: SentenceTransformer,
+    model_cfg: Mapping[str, Any],
+    stage_cfg: StageSettings | Mapping[str, Any],
 ) -> Any:
     """The PEFT :class:`~peft.LoraConfig` of ``stage_cfg["lora"]`` for ``model``.
 
@@ -473,8 +472,8 @@ def lora_config(
     """
     from peft import LoraConfig
 
-    lora = dict(stage_cfg.get("lora") or {})
-    targets = lora.get("target_modules") or model_cfg.get(
+    lora = StageSettings.from_block(stage_cfg).lora
+    targets = lora.target_modules or model_cfg.get(
         "lora_target_modules", list(DEFAULT_TARGET_MODULES)
     )
     # BERT-style pooler layers match targets such as "dense" but sentence-transformers never
@@ -483,10 +482,10 @@ def lora_config(
         name.split(".")[0] == "pooler" for name, _ in model.transformers_model.named_modules()
     )
     return LoraConfig(
-        r=int(lora.get("r", 16)),
+        r=lora.r,
         # As written: PEFT scales by alpha / r either way.
-        lora_alpha=lora.get("alpha", 32),
-        lora_dropout=float(lora.get("dropout", 0.1)),
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
         target_modules=list(targets),
         exclude_modules=r"pooler\..*" if has_pooler else None,
     )
@@ -495,10 +494,11 @@ def lora_config(
 def _add_adapter(
     model: SentenceTransformer,
     model_cfg: Mapping[str, Any],
-    stage_cfg: Mapping[str, Any],
+    stage: StageSettings,
     seed: int,
     init_adapter: Any,
     init_mode: str | None,
+    stage_cfg: Mapping[str, Any],
 ) -> list[Path]:
     """Put the trainable adapter on ``model``; return the adapters merged into its base."""
     chain: list[Path] = []
@@ -515,7 +515,7 @@ def _add_adapter(
             logger.info("init: continue keeps the stage-1 adapter's LoRA settings; 'lora' ignored")
         model.load_adapter(str(init_adapter), is_trainable=True)
     else:
-        model.add_adapter(lora_config(model, model_cfg, stage_cfg))
+        model.add_adapter(lora_config(model, model_cfg, stage))
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("the adapter has no trainable parameters (check lora.target_modules)")
     return chain
@@ -532,11 +532,11 @@ def load_adapter_weights(model: SentenceTransformer, adapter_dir: str | os.PathL
 
 
 def _training_arguments(
-    stage_cfg: Mapping[str, Any], checkpoint_dir: Path, seed: int, device: str, qlora: bool
+    stage: StageSettings, checkpoint_dir: Path, seed: int, device: str, qlora: bool
 ) -> SentenceTransformerTrainingArguments:
-    max_steps = int(stage_cfg.get("max_steps", 100))
-    checkpointing = bool(stage_cfg.get("gradient_checkpointing", False))
-    deepspeed = stage_cfg.get("deepspeed")
+    max_steps = stage.max_steps
+    checkpointing = stage.gradient_checkpointing
+    deepspeed = stage.deepspeed
     if deepspeed:
         if not Path(deepspeed).is_file():
             raise ConfigError(f"deepspeed config {deepspeed} does not exist")
@@ -545,32 +545,32 @@ def _training_arguments(
                 "deepspeed is set but DeepSpeed is not installed (an extra: "
                 "pip install 'adapterflow[gpu]', or envs/gpu.yaml)"
             )
-    if stage_cfg.get("group_by_length", True):
+    if stage.group_by_length:
         sampler: Any = LengthGroupedNoDuplicatesBatchSampler
     else:
         sampler = BatchSamplers.NO_DUPLICATES
     return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoint_dir),
         max_steps=max_steps,
-        per_device_train_batch_size=int(stage_cfg.get("batch_size", 32)),
-        learning_rate=float(stage_cfg.get("learning_rate", 2e-4)),
+        per_device_train_batch_size=stage.batch_size,
+        learning_rate=stage.learning_rate,
         # An int: a float warmup_steps >= 1 would be read as a step count, not a ratio.
-        warmup_steps=math.ceil(max_steps * float(stage_cfg.get("warmup_ratio", 0.1))),
-        weight_decay=float(stage_cfg.get("weight_decay", 0.0)),
-        lr_scheduler_type=str(stage_cfg.get("lr_scheduler_type", "linear")),
+        warmup_steps=math.ceil(max_steps * stage.warmup_ratio),
+        weight_decay=stage.weight_decay,
+        lr_scheduler_type=stage.lr_scheduler_type,
         seed=seed,
         # QLoRA computes in bf16 on CUDA; on CPU in qlora_compute_dtype (fp32 unless bf16).
-        bf16=bool(stage_cfg.get("bf16", False)) or (qlora and device == "cuda"),
-        fp16=bool(stage_cfg.get("fp16", False)),
+        bf16=stage.bf16 or (qlora and device == "cuda"),
+        fp16=stage.fp16,
         # transformers 5 name of gradient checkpointing; non-reentrant works with frozen inputs.
         activation_checkpointing=checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         deepspeed=str(deepspeed) if deepspeed else None,
         batch_sampler=sampler,
         logging_strategy="steps",
-        logging_steps=int(stage_cfg.get("logging_steps", 10)),
+        logging_steps=stage.logging_steps,
         save_strategy="steps",
-        save_steps=int(stage_cfg.get("checkpoint_steps", 50)),
+        save_steps=stage.checkpoint_steps,
         save_total_limit=2,
         report_to="none",
         use_cpu=device == "cpu",

@@ -40,47 +40,42 @@ from sentence_transformers.sentence_transformer.losses import (
 from torch import nn
 
 from adapterflow.errors import ConfigError
+from adapterflow.settings import StageSettings
 
 LOSSES = ("mnrl", "cached_mnrl", "symmetric")
 SIMILARITY_MEASURES = ("pearson", "mse")
 
 
-def build_loss(model: SentenceTransformer, stage_cfg: Mapping[str, Any]) -> nn.Module:
-    """The loss named by ``stage_cfg["loss"]`` (default ``mnrl``) for ``model``.
-
-    Reads ``scale`` (default 20.0, i.e. temperature 0.05), ``mini_batch_size`` (``cached_mnrl``,
-    default 32), ``gather_across_devices`` (default false: with several GPUs, true scores
-    every anchor against the candidates of all devices) and ``preserve_similarity``
-    (``weight`` > 0 wraps ``mnrl`` or ``symmetric`` in a :class:`SimilarityPreservingLoss`).
+def build_loss(
+    model: SentenceTransformer, stage_cfg: StageSettings | Mapping[str, Any]
+) -> nn.Module:
+    """The loss a stage names (``loss``, with ``scale`` = 1 / temperature, ``mini_batch_size``
+    for ``cached_mnrl`` and ``gather_across_devices``) for ``model``; a ``preserve_similarity``
+    weight above 0 wraps ``mnrl`` or ``symmetric`` in a :class:`SimilarityPreservingLoss`.
+    Defaults and ranges: the schema (:class:`~adapterflow.settings.StageSettings`).
     """
-    loss = _contrastive_loss(model, stage_cfg)
-    preserve = dict(stage_cfg.get("preserve_similarity") or {})
-    weight = float(preserve.get("weight", 0.0))
-    if weight < 0:
-        raise ConfigError(f"preserve_similarity.weight must be >= 0, got {weight}")
+    stage = StageSettings.from_block(stage_cfg)
+    loss = _contrastive_loss(model, stage)
+    weight = stage.preserve_similarity.weight
     if weight == 0:
         return loss
     if isinstance(loss, CachedMultipleNegativesRankingLoss):
         # GradCache embeds in mini-batches without keeping the graph; the penalty needs it.
         raise ConfigError("preserve_similarity works with loss mnrl or symmetric, not cached_mnrl")
     return SimilarityPreservingLoss(
-        model, loss, weight=weight, measure=str(preserve.get("measure", "pearson"))
+        model, loss, weight=weight, measure=stage.preserve_similarity.measure
     )
 
 
-def _contrastive_loss(model: SentenceTransformer, stage_cfg: Mapping[str, Any]) -> nn.Module:
-    name = str(stage_cfg.get("loss", "mnrl"))
-    scale = float(stage_cfg.get("scale", 20.0))
-    if scale <= 0:
-        raise ConfigError(f"scale must be positive (it is 1 / temperature), got {scale}")
-    gather = bool(stage_cfg.get("gather_across_devices", False))
+def _contrastive_loss(model: SentenceTransformer, stage: StageSettings) -> nn.Module:
+    name, scale, gather = stage.loss, stage.scale, stage.gather_across_devices
     if name == "mnrl":
         return MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather)
     if name == "cached_mnrl":
         return CachedMultipleNegativesRankingLoss(
             model,
             scale=scale,
-            mini_batch_size=int(stage_cfg.get("mini_batch_size", 32)),
+            mini_batch_size=stage.mini_batch_size,
             gather_across_devices=gather,
         )
     if name == "symmetric":
