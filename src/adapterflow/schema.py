@@ -62,7 +62,7 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         return f"{error.instance!r} is not one of {error.validator_value}"
     if error.validator == "pattern" and error.absolute_path and error.absolute_path[-1] == "url":
         return f"{error.instance!r} is not an http(s) URL"
-    if error.validator == "pattern" and list(error.absolute_path) == ["evaluation", "device"]:
+    if error.validator == "pattern" and list(error.absolute_path)[-1:] == ["device"]:
         return f"{error.instance!r} is not one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
     if (
         error.validator == "pattern"
