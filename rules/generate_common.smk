@@ -17,7 +17,7 @@ def lm_dir(lm):
 def is_download(reference):
     """A hub id: converting the LM downloads it (not a pypi: package or a local path)."""
     from adapterflow.errors import AdapterflowError
-    from adapterflow.generate.llm import resolve_lm
+    from adapterflow.lms import resolve_lm
 
     try:
         return isinstance(resolve_lm(reference).path, str)

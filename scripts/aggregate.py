@@ -1,7 +1,9 @@
-"""Rules aggregate and aggregate_generation: eval JSON files → a tidy metrics table (CSV) and a
-Markdown summary (adapterflow.report.tables.write_tables).
+"""Eval JSON files → a tidy metrics table (CSV) and a Markdown summary.
 
-Outside Snakemake, with the rule's names (repeat --input evals=... for every eval JSON):
+Rules aggregate and aggregate_generation (adapterflow.report.tables.write_tables).
+input: evals (eval JSON files; repeat the name for several); output: csv, md.
+
+Outside Snakemake, with the rule's names:
     python -m adapterflow aggregate --input evals=results/eval/minilm/base/lee50.json \\
         --output csv=results/tables/metrics.csv --output md=results/tables/summary.md
 """

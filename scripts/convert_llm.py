@@ -1,6 +1,8 @@
-"""Rule convert_llm: convert a causal LM (a GGUF file) once into a plain Hugging Face directory
-(adapterflow.generate.llm.convert_gguf_to_hf): it then loads in a second or two instead of
-being de-quantised on every load, and generates the same text (float32).
+"""Convert a causal LM (a GGUF file) once into a plain Hugging Face directory.
+
+Rule convert_llm (adapterflow.generate.llm.convert_gguf_to_hf): the directory then loads in a
+second or two instead of being de-quantised on every load, and generates the same text.
+params: llm (the block: path, optional dtype, default float32); threads; output: the directory.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow convert_llm --output results/lms/smollm2 --threads 2 \\

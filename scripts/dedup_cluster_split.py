@@ -1,5 +1,9 @@
-"""Rule dedup_cluster_split: dedup generated QA records, cluster their questions, split them by
-cluster (adapterflow.generate.clusters.dedup_cluster_split).
+"""Dedup generated QA records, cluster their questions, split them by cluster.
+
+Rule dedup_cluster_split (adapterflow.generate.clusters.dedup_cluster_split).
+input: qa (QA JSONL files or generate_qa directories; repeat the name for several);
+params: model (a models: block), settings (optional: see
+adapterflow.generate.clusters.DEFAULT_SETTINGS); threads; output: the directory.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow dedup_cluster_split --input qa=results/generated/qa/wiki \\

@@ -1,10 +1,11 @@
-"""Rule download_model: snapshot a hub model into results/models/{model}/ with a manifest
-(adapterflow.download.download_model).
+"""Snapshot a hub model into a directory with a manifest.
 
-A localrule: it runs where Snakemake runs (a cluster's login node), so the jobs that load the
-model read the local copy and compute nodes never need the network. With no network (or
-HF_HUB_OFFLINE=1) a snapshot already in the hub cache (HF_HUB_CACHE) is used; otherwise it
-fails within HF_HUB_ETAG_TIMEOUT seconds (default 10) with one line.
+Rule download_model (adapterflow.download.download_model), a localrule: it runs where
+Snakemake runs (a cluster's login node), so compute nodes never need the network. With no
+network (or HF_HUB_OFFLINE=1) a snapshot already in the hub cache (HF_HUB_CACHE) is used;
+otherwise it fails within HF_HUB_ETAG_TIMEOUT seconds (default 10) with one line.
+wildcards: model (its name under models:); params: model (the block: path, the hub id, and
+optional revision); output: the model directory (results/models/{model}).
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow download_model --wildcard model=bge --output results/models/bge \\

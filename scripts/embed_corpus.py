@@ -1,5 +1,8 @@
-"""Rule embed_corpus: embed every document of a prepared retrieval dataset once per
-(model, run), shared by the tasks that need that corpus (adapterflow.eval.evaluate.embed_corpus).
+"""Embed every document of a prepared retrieval dataset once per (model, run).
+
+Rule embed_corpus (adapterflow.eval.evaluate.embed_corpus): shared by the tasks that need
+that corpus. input: dataset; params: model (the models block), run (its adapter: a directory
+or null for the base model), evaluation (the evaluation block); threads; output: the .npz.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow embed_corpus --input dataset=results/clean/news \\

@@ -1,5 +1,9 @@
-"""Rule evaluate: score one model or adapter (a run) on one task; write the MTEB-shaped eval
-JSON with provenance and the per-item details CSV (adapterflow.eval.evaluate.run_evaluation).
+"""Score one model or adapter (a run) on one task: eval JSON and per-item CSV.
+
+Rule evaluate (adapterflow.eval.evaluate.run_evaluation): the JSON is MTEB-shaped, with
+provenance. input: dataset, embeddings (optional: from embed_corpus); wildcards: task, model
+(their names); params: task, model (blocks), run (name, stage, adapter, ...), evaluation;
+threads; output: json, details.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow evaluate --wildcard task=lee50 --wildcard model=minilm \\

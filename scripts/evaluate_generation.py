@@ -1,6 +1,9 @@
-"""Rule evaluate_generation: a causal LM (base or with a LoRA adapter) on a generated NIAH / QA
-set, RULER-style (adapterflow.eval.generation.run_generation_evaluation). The task name is the
-{task} wildcard (else the JSON's file name), the model name the {model} (or {lm}) wildcard.
+"""Evaluate a causal LM (base or with a LoRA adapter) on a NIAH / QA set, RULER-style.
+
+Rule evaluate_generation (adapterflow.eval.generation.run_generation_evaluation).
+input: dataset (the JSONL set); wildcards (optional): task (default: the JSON's file name),
+model or lm (default "model"); params: model (path, optional adapter), task, and optional
+run, evaluation and limit; threads; output: json, details.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow evaluate_generation --input dataset=niah.jsonl \\

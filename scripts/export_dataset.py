@@ -1,5 +1,9 @@
-"""Rule export_dataset: the QA splits, chunks and raw documents as Hugging Face datasets, and
-optionally a push to the Hub (adapterflow.generate.export.export_and_push).
+"""Export the QA splits, chunks and raw documents as Hugging Face datasets.
+
+Rule export_dataset (adapterflow.generate.export.export_and_push), optionally a push to the
+Hub. input: qa (the dedup_cluster_split directory), chunks, corpus; params: export
+(optional: push, repo_id "organisation/name", private; a push reads the token from
+HF_TOKEN); output: the export directory.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow export_dataset --input qa=results/curated/default \\

@@ -1,5 +1,7 @@
-"""Rule fetch_raw: download one dataset's raw files into results/raw/{dataset}/ with a manifest
-(adapterflow.data.sources.fetch_raw).
+"""Download one dataset's raw files into a directory with a manifest.
+
+Rule fetch_raw (adapterflow.data.sources.fetch_raw). wildcards: dataset (its name);
+params: source (the dataset's source block); output: the raw directory (results/raw/{dataset}).
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow fetch_raw --wildcard dataset=lee --output results/raw/lee \\

@@ -1,8 +1,11 @@
-"""Rule figures: metrics.csv and per-item details CSVs → PNG + SVG figures in results/figures/
-(adapterflow.plots.figures.figures_from_evals); each details CSV lies beside its eval JSON,
-which gives the run and the task kind.
+"""metrics.csv and per-item details CSVs → PNG + SVG figures.
 
-Outside Snakemake, with the rule's names (repeat --input details=... for every CSV):
+Rule figures (adapterflow.plots.figures.figures_from_evals). input: metrics (metrics.csv from
+aggregate), details ({task}.details.csv files, each beside its eval JSON, which gives the run
+and the task kind; repeat the name for several); params: out_dir; output (optional): the
+figures expected, which must match those drawn.
+
+Outside Snakemake, with the rule's names:
     python -m adapterflow figures --input metrics=results/tables/metrics.csv \\
         --input details=results/eval/minilm/base/lee50.details.csv \\
         --param out_dir=results/figures

@@ -1,5 +1,8 @@
-"""Rule generate_niah: a needle-in-a-haystack set built as RULER builds it, and its manifest
-(adapterflow.generate.niah.write_niah_set).
+"""Build a needle-in-a-haystack set as RULER builds it, and its manifest.
+
+Rule generate_niah (adapterflow.generate.niah.write_niah_set). input: haystack (optional: a
+prepared dataset whose texts are the essay haystack); params: niah (the set's block),
+tokenizer (optional: a model reference; null counts words); output: jsonl, manifest.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow generate_niah --input haystack=results/clean/wiki \\

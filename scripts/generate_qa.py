@@ -1,6 +1,9 @@
-"""Rule generate_qa: question/answer records written by a local LM about each chunk of a corpus
-(engine llm) or filled in from YAML facts and templates (engine templates)
-(adapterflow.generate.qa.generate_qa_set).
+"""Write question/answer records with a local LM (engine llm) or from templates.
+
+Rule generate_qa (adapterflow.generate.qa.generate_qa_set). input: chunks (engine llm: the
+chunk_corpus directory), or facts and templates (engine templates: YAML files); params: qa
+(the block, with engine), name (optional: label every record with this set name); threads;
+output: the QA directory.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow generate_qa --input chunks=results/chunks/wiki \\

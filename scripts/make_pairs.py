@@ -1,5 +1,9 @@
-"""Rule make_pairs: training pairs {"anchor","positive"} from one prepared dataset, none made
-from a text of an evaluation split (adapterflow.data.pairs.make_pairs_file).
+"""Training pairs {"anchor","positive"} from one prepared dataset.
+
+Rule make_pairs (adapterflow.data.pairs.make_pairs_file): none made from a text of an
+evaluation split. input: dataset (the clean dataset directory), held_out (the datasets of
+params.held_out_splits); params: pairs (the pairs block), held_out_splits (optional: a list
+of [dataset_dir, split] whose texts are never trained on); output: the pairs .jsonl.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow make_pairs --input dataset=results/clean/news \\

@@ -1,5 +1,11 @@
-"""Rule mine_triplets: k negatives for every training pair, none a text of an evaluation split
-(adapterflow.data.mining.mine_triplets_file).
+"""k negatives for every training pair, none a text of an evaluation split.
+
+Rule mine_triplets (adapterflow.data.mining.mine_triplets_file). input: pairs (.jsonl from
+make_pairs), dataset (optional: the pairs' prepared dataset, whose corpus joins the pool),
+corpus (optional: another prepared retrieval dataset), held_out (the datasets of
+params.held_out_splits); params: mining (strategy, k, options, seed), pairs (optional: the
+pairs block), model (dense only: a models: block), held_out_splits (optional: a list of
+[dataset_dir, split] whose texts are never negatives); output: the triplets .jsonl.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow mine_triplets --input pairs=results/pairs/news.jsonl \\

@@ -1,6 +1,9 @@
-"""Rule plot_ruler_heatmap: the depth × length heatmap of one RULER-style evaluation, PNG + SVG
-(adapterflow.plots.ruler.save_depth_length_heatmap): where in the context and from which
-length on the model stops finding the needle.
+"""The depth × length heatmap of one RULER-style evaluation (PNG + SVG).
+
+Rule plot_ruler_heatmap (adapterflow.plots.ruler.save_depth_length_heatmap): where in the
+context and from which length on the model stops finding the needle. input: details (a
+{task}.details.csv of evaluate_generation); params: label, variant (both optional);
+output: png (the SVG goes beside it).
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow plot_ruler_heatmap \\

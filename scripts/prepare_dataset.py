@@ -1,5 +1,9 @@
-"""Rule prepare_dataset: clean, de-duplicate, split and leakage-check one raw dataset into the
-canonical layout under results/clean/{dataset}/ (adapterflow.data.prepare.prepare_dataset).
+"""Clean, de-duplicate, split and leakage-check one raw dataset.
+
+Rule prepare_dataset (adapterflow.data.prepare.prepare_dataset): the canonical layout under
+results/clean/{dataset}. input: the raw directory (from fetch_raw); wildcards: dataset (its
+name, for messages); params: prepare (the prepare block), required_splits (optional:
+{split: [users]}); output: the clean directory.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow prepare_dataset --input results/raw/lee50 \\

@@ -1,5 +1,8 @@
-"""Rule tokenize_triplets: tokenize a triplets file once with a model's tokenizer into
-results/tokenized/{model}/{triplets}/ (adapterflow.train.tokenize.tokenize_triplets).
+"""Tokenize a triplets file once with a model's tokenizer.
+
+Rule tokenize_triplets (adapterflow.train.tokenize.tokenize_triplets). input: triplets
+(.jsonl from mine_triplets); params: model (the models block), max_length (optional; null:
+the model's max_seq_length); output: the directory (results/tokenized/{model}/{triplets}).
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow tokenize_triplets --input triplets=results/triplets/news-bm25.jsonl \\

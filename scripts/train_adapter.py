@@ -1,6 +1,10 @@
-"""Rule train_adapter: train a LoRA adapter (stage 1, or stage 2 from a stage-1 adapter) into
-results/adapters/{model}/{stages}/seed{seed}/ (adapterflow.train.adapter.train_adapter);
-checkpoints go to a separate directory, which a rerun with the same settings resumes from.
+"""Train a LoRA adapter (stage 1, or stage 2 from a stage-1 adapter).
+
+Rule train_adapter (adapterflow.train.adapter.train_adapter): checkpoints go to a separate
+directory, which a rerun with the same settings resumes from. input: triplets (the tokenized
+directory), stage1 (optional: the adapter stage 2 starts from); params: model (the models
+block), stage (the stages block), seed, checkpoint_dir; threads; output: the adapter
+directory (results/adapters/{model}/{stages}/seed{seed}).
 
 Outside Snakemake, with the rule's names (stage 2 adds --input stage1=<its adapter>):
     python -m adapterflow train_adapter --input triplets=results/tokenized/minilm/news-bm25 \\

@@ -1,5 +1,5 @@
-"""scripts/chunk_corpus.py as the rule runs it, and steps chunk_corpus and preview_chunks from
-the command line (`python -m adapterflow chunk_corpus`) as a user runs them."""
+"""scripts/chunk_corpus.py as the rule runs it, and step chunk_corpus from the command line
+(`python -m adapterflow chunk_corpus`, and its `--param preview=N`) as a user runs it."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ DOCS = [
 ]
 
 
-def run(dataset, out, chunking: dict, *args: str, step: str = "chunk_corpus"):
+def run(dataset, out, chunking: dict, *args: str):
     outputs = ("--output", str(out)) if out is not None else ()
     block = f"chunking={json.dumps(chunking)}"
-    return run_step(step, "--input", f"dataset={dataset}", *outputs, "--param", block, *args)
+    return run_step(
+        "chunk_corpus", "--input", f"dataset={dataset}", *outputs, "--param", block, *args
+    )
 
 
 def write_corpus(root, docs=DOCS):
@@ -79,7 +81,7 @@ def test_chunks_and_manifest(tmp_path):
 def test_preview_prints_and_writes_nothing(tmp_path):
     data = write_corpus(tmp_path / "clean" / "tiny")
     out = tmp_path / "chunks" / "tiny"
-    result = run(data, None, {"max_length": 50}, "--param", "n=3", step="preview_chunks")
+    result = run(data, None, {"max_length": 50}, "--param", "preview=3")
     assert result.returncode == 0, result.stderr
     headers = [line for line in result.stdout.splitlines() if line.startswith("--- ")]
     assert headers == [
@@ -90,7 +92,7 @@ def test_preview_prints_and_writes_nothing(tmp_path):
     assert "Cats purr when content. They also purr when hurt." in result.stdout
     assert not out.exists() and not out.parent.exists()
     # An output given to a preview is not written either.
-    result = run(data, out, {"max_length": 50}, "--param", "n=1", step="preview_chunks")
+    result = run(data, out, {"max_length": 50}, "--param", "preview=1")
     assert result.returncode == 0 and result.stdout.count("--- ") == 1 and not out.exists()
 
 

@@ -1,4 +1,5 @@
-"""Text cleaning for generated data: minimal and full styles, RULER's prediction post-processing."""
+"""Text cleaning for generated data (minimal and full styles) and RULER's prediction
+post-processing (adapterflow.eval.ruler), tested on the same random texts."""
 
 from __future__ import annotations
 
@@ -8,14 +9,8 @@ import re
 import pytest
 
 from adapterflow.errors import ConfigError
-from adapterflow.generate.cleaning import (
-    DEFAULT_SPECIAL_TOKENS,
-    STYLES,
-    clean,
-    clean_full,
-    clean_minimal,
-    postprocess_prediction,
-)
+from adapterflow.eval.ruler import DEFAULT_SPECIAL_TOKENS, postprocess_prediction
+from adapterflow.generate.cleaning import STYLES, clean, clean_full, clean_minimal
 
 
 def ruler_postprocess_pred(predict_str: str) -> str:

@@ -430,7 +430,8 @@ def test_generated_run_writes_every_output_and_its_counts_add_up(generated_run):
     for ext in ("png", "svg"):
         assert (results / f"figures/ruler/smollm2/base/niah-short.{ext}").stat().st_size > 1000
     table = (results / "tables/generation.csv").read_text().splitlines()
-    assert f"base,smollm2,base,,niah-short,test,main_score,{scores['main_score']}" in table
+    row = f"base,smollm2,base,smollm2 base,,niah-short,test,main_score,{scores['main_score']}"
+    assert row in table
     assert "| smollm2 base |" in (results / "tables/generation.md").read_text()
 
     # A log for every job, a benchmark for the long ones.

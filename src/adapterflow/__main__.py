@@ -1,5 +1,5 @@
-"""``python -m adapterflow STEP ...``: one step of the workflow outside Snakemake
-(:mod:`adapterflow.steps`)."""
+"""``python -m adapterflow STEP ...``: one step of the workflow outside Snakemake, its
+``scripts/STEP.py`` run with the rule's names from the command line (:mod:`adapterflow.steps`)."""
 
 from adapterflow.steps import main
 

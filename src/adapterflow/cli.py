@@ -1,14 +1,12 @@
 """Running a library function from a rule script or from the command line.
 
-Every step calls one library function in one of two modes, and reports the outcome the way
-that mode expects:
-
-- as a rule (Snakemake's ``script:`` directive runs ``scripts/<rule>.py`` with a ``snakemake``
-  object): the log goes to the rule's log file and to stderr; an error is logged as one
-  readable line, its traceback goes to the log file only, and the job exits with status 1;
-- from the command line (``python -m adapterflow <step>``, :mod:`adapterflow.steps`): the log
-  goes to stderr (and to ``--log`` when given); an error is logged too, then the process exits
-  with status 1 and ``error: <message>`` as the last line on stderr, without a traceback.
+Every step's script (``scripts/<rule>.py``) calls one library function inside
+:func:`running`, whether Snakemake's ``script:`` directive runs it with its ``snakemake`` object
+or ``python -m adapterflow <step>`` runs it with the same names from the command line
+(:mod:`adapterflow.steps`): the log goes to the log file (the rule's, or ``--log``) and to
+stderr; an error is one readable line, ``error: <message>``, last on stderr, its traceback goes
+to the log file only, and the process exits with status 1. ``rule=False`` (a caller without a
+log file of its own) writes no traceback anywhere.
 
 Config blocks arrive as mappings from Snakemake's ``params:``; on the command line they are
 inline JSON or the path of a YAML/JSON file (:func:`load_block`, or :func:`block_arg` as an

@@ -208,21 +208,6 @@ def _generation_references(config: Mapping[str, Any]) -> Iterator[str]:
             yield _undefined(f"exports.{name}.chunks", block["chunks"], "chunks", chunks)
 
 
-#: The layout each prepare format produces (see adapterflow.data.layouts).
-FORMAT_LAYOUTS = {
-    "beir": "retrieval",
-    "csv_beir": "retrieval",
-    "mediawiki_xml": "retrieval",
-    "hf_parallel": "retrieval",
-    "pairs_jsonl": "pairs",
-    "lee_pairs": "pairs",
-    "word_pairs_tsv": "pairs",
-    "hf_pairs": "pairs",
-    "triplets_jsonl": "triplets",
-    "hf_triplets": "triplets",
-}
-#: Formats whose rows land in one split named by option ``split_name`` (default ``test``).
-_ONE_SPLIT_FORMATS = ("csv_beir", "lee_pairs", "word_pairs_tsv")
 #: The layout each task kind reads (ruler: a generated NIAH set under ``niah``, no dataset).
 TASK_LAYOUTS = {
     "retrieval": "retrieval",
@@ -241,25 +226,20 @@ ESSAY_VARIANTS = (
     "niah_multivalue",
     "niah_multiquery",
 )
-#: The layout each pairs strategy reads; the ones with a ``split`` option default to train.
-PAIRS_LAYOUTS = {
-    "qrels": "retrieval",
-    "title_text": "retrieval",
-    "heading_section": "retrieval",
-    "inverse_cloze": "retrieval",
-    "first_sentence": "retrieval",
-    "llm_queries": "retrieval",
-    "pairs": "pairs",
-    "triplets": "triplets",
-}
-_SPLIT_STRATEGIES = ("qrels", "pairs", "triplets")
-#: Default ranks (range_min, range_max) of the mining strategies that rank candidates.
-_MINING_RANKS = {"bm25": (0, 100), "dense": (0, None)}
+
+
+def _registry() -> Any:
+    """:mod:`adapterflow.data.registry` with every prepare format and strategy registered: what
+    each format produces, what each strategy reads and accepts (importing them needs no torch).
+    """
+    from adapterflow.data import converters, mining, registry  # noqa: F401  (they register)
+
+    return registry
 
 
 def dataset_layout(dataset: Mapping[str, Any]) -> str:
     """The layout (``retrieval``, ``pairs``, ``triplets``) a dataset block prepares to."""
-    return FORMAT_LAYOUTS[dataset["prepare"]["format"]]
+    return _registry().FORMATS[dataset["prepare"]["format"]].layout
 
 
 def known_splits(dataset: Mapping[str, Any]) -> list[str] | None:
@@ -275,9 +255,10 @@ def known_splits(dataset: Mapping[str, Any]) -> list[str] | None:
     prepare = dataset["prepare"]
     if prepare.get("split"):
         return sorted(prepare["split"])
-    if prepare["format"] in _ONE_SPLIT_FORMATS:
+    fmt = _registry().FORMATS.get(prepare["format"])
+    if fmt is not None and fmt.one_split:
         return [str((prepare.get("options") or {}).get("split_name") or "test")]
-    if prepare["format"] == "mediawiki_xml":
+    if fmt is not None and fmt.corpus_only:
         return []  # passages only: no queries, no judgements
     return None
 
@@ -339,8 +320,12 @@ def split_users(config: Mapping[str, Any], dataset: str) -> dict[str, list[str]]
     for name, task in config.get("tasks", {}).items():
         if task.get("dataset") == dataset and task["kind"] not in ("anisotropy", "ruler"):
             users.setdefault(str(task.get("split", "test")), []).append(f"tasks.{name}.split")
+    pair_strategies = _registry().PAIR_STRATEGIES
     for name, block in config.get("pairs", {}).items():
-        if block.get("dataset") == dataset and block["strategy"] in _SPLIT_STRATEGIES:
+        if block.get("dataset") != dataset:
+            continue
+        registered = pair_strategies.get(block["strategy"])
+        if registered is not None and registered.reads_split:
             split = str((block.get("options") or {}).get("split", "train"))
             users.setdefault(split, []).append(f"pairs.{name}.options.split")
     return dict(sorted(users.items()))
@@ -372,8 +357,7 @@ def _int_options(
 def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     """Blocks that each validate but cannot work together, or options a converter or strategy
     would reject (or silently ignore) only once its job runs."""
-    from adapterflow.data import mining, pairs  # the strategy registries, without torch
-
+    registry = _registry()
     datasets = config["datasets"]
     for name, block in datasets.items():
         prepare = block["prepare"]
@@ -409,26 +393,27 @@ def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     for name, block in config.get("pairs", {}).items():
         dataset = datasets[block["dataset"]]
         strategy, options = block["strategy"], block.get("options") or {}
-        need, have = PAIRS_LAYOUTS[strategy], dataset_layout(dataset)
+        registered = registry.PAIR_STRATEGIES[strategy]
+        need, have = registered.layout, dataset_layout(dataset)
         if need != have:
             yield (
                 f"pairs.{name}.strategy: {strategy!r} needs a {need} dataset, but "
                 f"{block['dataset']!r} (format {dataset['prepare']['format']}) is a {have} dataset"
             )
             continue
-        allowed = pairs.STRATEGIES[strategy].options | pairs.COMMON_OPTIONS
+        allowed = registered.allowed_options
         for key in options:
             if key not in allowed:
                 yield (
                     f"pairs.{name}.options.{key}: not an option of strategy {strategy!r} "
                     f"(allowed: {', '.join(sorted(allowed))})"
                 )
-        if strategy in _SPLIT_STRATEGIES:
+        if registered.reads_split:
             split, where = str(options.get("split", "train")), f"pairs.{name}.options.split"
             if problem := _split_problem(where, split, block["dataset"], dataset):
                 yield problem
     for name, block in config.get("triplets", {}).items():
-        yield from _mining_problems(name, block, datasets, mining, config.get("pairs", {}))
+        yield from _mining_problems(name, block, datasets, registry, config.get("pairs", {}))
     for name, stage in config.get("stages", {}).items():
         if stage.get("bf16") and stage.get("fp16"):
             yield f"stages.{name}: bf16 and fp16 are both true; choose one mixed precision"
@@ -501,13 +486,13 @@ def _mining_problems(
     name: str,
     block: Mapping[str, Any],
     datasets: Mapping[str, Any],
-    mining: Any,
+    registry: Any,
     pairs_blocks: Mapping[str, Any],
 ) -> Iterator[str]:
     where = f"triplets.{name}"
     strategy, options, k = block["strategy"], block.get("options") or {}, block["k"]
-    registered = mining.STRATEGIES[strategy]
-    allowed = registered.options | mining.COMMON_OPTIONS
+    registered = registry.MINING_STRATEGIES[strategy]
+    allowed = registered.allowed_options
     for key in options:
         if key not in allowed:
             yield (
@@ -532,8 +517,8 @@ def _mining_problems(
         yield from problems
         if not problems and values["min_distance"] < 1:
             yield f"{where}.options.min_distance: {values['min_distance']} is less than 1"
-    if strategy in _MINING_RANKS and k > 0:
-        low, high = _MINING_RANKS[strategy]
+    if registered.ranks is not None and k > 0:
+        low, high = registered.ranks
         values, problems = _int_options(where, options, {"range_min": low, "range_max": high})
         yield from problems
         low, high = values["range_min"], values["range_max"]
@@ -548,7 +533,7 @@ def _mining_problems(
 
 def _path_problems(config: MutableMapping[str, Any], base: Path) -> Iterator[str]:
     """Inputs on this machine that a job would miss: local and path-like sources, models."""
-    from adapterflow.generate.llm import resolve_lm
+    from adapterflow.lms import resolve_lm
     from adapterflow.models import MODEL_MARKERS, PYPI_PREFIX, resolve_model_path
 
     def missing(given: str) -> bool:

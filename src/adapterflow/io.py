@@ -230,3 +230,25 @@ def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: Formats every figure is written in, and the PNG resolution.
+FIGURE_FORMATS = ("png", "svg")
+FIGURE_DPI = 150
+
+
+def save_figure(fig: Any, out_base: str | os.PathLike[str]) -> list[Path]:
+    """Write a matplotlib figure as ``{out_base}.png`` and ``{out_base}.svg``, atomically and
+    byte-for-byte reproducibly (no dates, fixed SVG ids); return both paths."""
+    import matplotlib
+
+    # Append rather than with_suffix: a task name may itself contain a dot.
+    paths = [Path(f"{os.fspath(out_base)}.{fmt}") for fmt in FIGURE_FORMATS]
+    # The SVG would otherwise embed the date and random element ids, changing every run.
+    with matplotlib.rc_context({"svg.hashsalt": "adapterflow", "svg.fonttype": "path"}):
+        for path in paths:
+            fmt = path.suffix[1:]
+            metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+            with atomic_file(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, metadata=metadata)
+    return paths

@@ -3,7 +3,8 @@
 Each converter reads files under a dataset's raw directory and returns a layout object with
 raw (uncleaned) text; :func:`adapterflow.data.prepare.prepare_dataset` then cleans, removes
 duplicates, splits and checks leakage the same way for every format. Register a new format
-with :func:`converter`.
+with :func:`adapterflow.data.registry.converter`; the ``hf_*`` formats are in
+:mod:`adapterflow.data.hf_converters`, imported here so that :func:`convert` knows them.
 
 Example:
     >>> import tempfile, pathlib
@@ -20,36 +21,25 @@ import bz2
 import csv
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from adapterflow.data import hf_converters  # noqa: F401  (registers the hf_* formats)
 from adapterflow.data.layouts import Dataset, PairSet, RetrievalSet, TripletSet
+from adapterflow.data.registry import FORMATS, converter
 from adapterflow.data.text import strip_wikitext
 from adapterflow.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-Converter = Callable[[Path, Mapping[str, Any]], Dataset]
-CONVERTERS: dict[str, Converter] = {}
-
-
-def converter(name: str) -> Callable[[Converter], Converter]:
-    """Register ``fn(raw_dir, options) -> layout`` under a format name used in config."""
-
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-
-    return register
-
 
 def convert(fmt: str, raw_dir: Path, options: Mapping[str, Any]) -> Dataset:
     """Run the converter registered as ``fmt`` on ``raw_dir``."""
-    if fmt not in CONVERTERS:
-        known = ", ".join(sorted(CONVERTERS))
+    if fmt not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
         raise DataError(raw_dir, f"unknown prepare format {fmt!r}; known: {known}", field="format")
-    return CONVERTERS[fmt](Path(raw_dir), options)
+    return FORMATS[fmt].fn(Path(raw_dir), options)
 
 
 def find_file(raw_dir: Path, pattern: str) -> Path:
@@ -90,20 +80,20 @@ def find_root(raw_dir: Path, marker: str, subdir: str | None = None) -> Path:
 # --- canonical layouts given as raw data (users' own files, BEIR zips) ------------------------
 
 
-@converter("beir")
+@converter("beir", "retrieval")
 def convert_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A BEIR directory (``corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv``), e.g. SciFact."""
     return RetrievalSet.read(find_root(raw_dir, "corpus.jsonl", options.get("root")))
 
 
-@converter("pairs_jsonl")
+@converter("pairs_jsonl", "pairs")
 def convert_pairs_jsonl(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     """A ``pairs/{split}.jsonl`` directory in the canonical layout."""
     root = Path(raw_dir) / options["root"] if options.get("root") else raw_dir
     return PairSet.read(root)
 
 
-@converter("triplets_jsonl")
+@converter("triplets_jsonl", "triplets")
 def convert_triplets_jsonl(raw_dir: Path, options: Mapping[str, Any]) -> TripletSet:
     """A ``triplets/{split}.jsonl`` directory in the canonical layout."""
     root = Path(raw_dir) / options["root"] if options.get("root") else raw_dir
@@ -159,7 +149,7 @@ def _passages(paragraphs: list[str], max_chars: int) -> Iterator[str]:
         yield "\n\n".join(current)
 
 
-@converter("mediawiki_xml")
+@converter("mediawiki_xml", "retrieval", corpus_only=True)
 def convert_mediawiki_xml(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A MediaWiki XML dump (optionally .bz2) → passages ``{"_id","title","section","text"}``.
 
@@ -216,7 +206,7 @@ def _csv_rows(
             raise DataError(path, f"malformed CSV ({err})", line=reader.line_num + 1) from None
 
 
-@converter("csv_beir")
+@converter("csv_beir", "retrieval", one_split=True)
 def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A CSV with one document per row → BEIR: a query from one column, the document from
     another, each query relevant (score 1) to its own row's document.
@@ -275,7 +265,7 @@ def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     )
 
 
-@converter("lee_pairs")
+@converter("lee_pairs", "pairs", one_split=True)
 def convert_lee_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     """Lee et al. (2005) document similarity: ``lee.cor`` (one document per line) and an
     upper-triangular matrix of mean human scores in [0, 1] → all n·(n−1)/2 document pairs."""
@@ -310,7 +300,7 @@ def convert_lee_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     return PairSet({options.get("split_name", "test"): pairs})
 
 
-@converter("word_pairs_tsv")
+@converter("word_pairs_tsv", "pairs", one_split=True)
 def convert_word_pairs_tsv(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     """Word-similarity TSV (SimLex-999, WordSim-353): ``word1 word2 score``, ``#`` comments;
     scores are divided by ``score_max`` (default 10) to land in [0, 1]."""

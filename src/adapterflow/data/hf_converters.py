@@ -47,8 +47,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from adapterflow.data.converters import converter
 from adapterflow.data.layouts import PairSet, RetrievalSet, TripletSet
+from adapterflow.data.registry import converter
 from adapterflow.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def _log_skipped(fmt: str, kept: Mapping[str, int], skipped: Counter[str]) -> No
 # --- hf_pairs ---------------------------------------------------------------------------------
 
 
-@converter("hf_pairs")
+@converter("hf_pairs", "pairs")
 def convert_hf_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     """Scored sentence pairs, e.g. ``sentence-transformers/stsb``.
 
@@ -252,7 +252,7 @@ def convert_hf_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
 # --- hf_triplets ------------------------------------------------------------------------------
 
 
-@converter("hf_triplets")
+@converter("hf_triplets", "triplets")
 def convert_hf_triplets(raw_dir: Path, options: Mapping[str, Any]) -> TripletSet:
     """Training triplets, e.g. ``sentence-transformers/all-nli`` (subset ``triplet``).
 
@@ -301,7 +301,7 @@ def convert_hf_triplets(raw_dir: Path, options: Mapping[str, Any]) -> TripletSet
 # --- hf_parallel ------------------------------------------------------------------------------
 
 
-@converter("hf_parallel")
+@converter("hf_parallel", "retrieval")
 def convert_hf_parallel(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A parallel corpus as BEIR retrieval: query = source sentence, document = its translation.
 

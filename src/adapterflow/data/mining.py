@@ -5,7 +5,7 @@ The candidate pool is the set of distinct positives, plus option ``corpus`` (ext
 texts: the documents of one or more retrieval corpora, see :func:`corpus_candidates`; the rule
 passes the whole corpus of the pairs' own dataset, when it has one, to ``random``, ``bm25`` and
 ``dense``), minus the held-out texts. A *strategy* ranks or samples candidates for each row;
-register a new one with :func:`mining_strategy`:
+register a new one with :func:`adapterflow.data.registry.mining_strategy`:
 
 * ``random`` — uniformly random candidates;
 * ``positional`` — random candidates at least ``min_distance`` rows away in the input order
@@ -52,14 +52,14 @@ from typing import Any
 from tqdm import tqdm
 
 from adapterflow.data.layouts import RetrievalSet, detect_layout, document_text
-from adapterflow.data.pairs import (
-    format_counts,
-    held_out_from_splits,
-    read_pairs,
-    split_sentences,
-    truncate,
-    write_pairs,
+from adapterflow.data.pairs import held_out_from_splits, read_pairs, write_pairs
+from adapterflow.data.registry import (
+    MINING_STRATEGIES,
+    PAIR_STRATEGIES,
+    lookup,
+    mining_strategy,
 )
+from adapterflow.data.text import format_counts, split_sentences, truncate
 from adapterflow.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -94,38 +94,6 @@ class MiningJob:
         """Texts that must not be ``row``'s negatives."""
         excluded = {row.anchor} | self.positives_of.get(row.anchor, {row.positive})
         return excluded | set(self.not_negatives.get(row.anchor, ()))
-
-
-#: ``fn(job) -> candidates per row``, best first; may hold too many or invalid ones: the
-#: caller removes excluded texts and duplicates and keeps the first ``k``.
-MiningStrategy = Callable[[MiningJob], list[list[str]]]
-
-
-@dataclass(frozen=True)
-class _Registered:
-    fn: MiningStrategy
-    options: frozenset[str]
-    #: Draws its candidates from the pool (so corpus documents join it by default).
-    uses_pool: bool = True
-
-
-STRATEGIES: dict[str, _Registered] = {}
-#: Options every strategy accepts.
-COMMON_OPTIONS = frozenset({"corpus"})
-
-
-def mining_strategy(
-    name: str, options: Iterable[str] = (), *, uses_pool: bool = True
-) -> Callable[[MiningStrategy], MiningStrategy]:
-    """Register ``fn(job) -> candidates per row`` under a strategy name used in config;
-    ``options`` names its option keys (any other key is a config error); ``uses_pool=False``
-    says that it never draws from ``job.pool``, so the rule adds no corpus to it."""
-
-    def register(fn: MiningStrategy) -> MiningStrategy:
-        STRATEGIES[name] = _Registered(fn, frozenset(options), uses_pool)
-        return fn
-
-    return register
 
 
 # --- strategies --------------------------------------------------------------------------------
@@ -210,15 +178,19 @@ def _positional(job: MiningJob) -> list[list[str]]:
     return [found[row.position] for row in job.rows]
 
 
-@mining_strategy("bm25", options={"range_min", "range_max", "stopwords"})
+#: Default ranks ``(range_min, range_max)`` of the strategies that rank candidates.
+BM25_RANKS, DENSE_RANKS = (0, 100), (0, None)
+
+
+@mining_strategy("bm25", options={"range_min", "range_max", "stopwords"}, ranks=BM25_RANKS)
 def _bm25(job: MiningJob) -> list[list[str]]:
     """The pool ranked by BM25 (bm25s) against the anchor; ranks ``range_min`` (default 0) to
     ``range_max`` (default 100) count, hits with no term in common (score 0) never do.
     ``stopwords`` (default ``"en"``) is passed to ``bm25s.tokenize``; no stemming."""
     import bm25s
 
-    range_min = int(job.options.get("range_min", 0))
-    range_max = int(job.options.get("range_max", 100))
+    range_min = int(job.options.get("range_min", BM25_RANKS[0]))
+    range_max = int(job.options.get("range_max", BM25_RANKS[1]))
     _check_range(range_min, range_max, job.k, "bm25")
     stopwords = job.options.get("stopwords", "en")
     anchors = list(dict.fromkeys(row.anchor for row in job.rows))
@@ -256,7 +228,7 @@ DENSE_OPTIONS = {
 }
 
 
-@mining_strategy("dense", options=DENSE_OPTIONS)
+@mining_strategy("dense", options=DENSE_OPTIONS, ranks=DENSE_RANKS)
 def _dense(job: MiningJob) -> list[list[str]]:
     """sentence-transformers' ``mine_hard_negatives`` with ``job.model`` (a SentenceTransformer).
 
@@ -275,7 +247,7 @@ def _dense(job: MiningJob) -> list[list[str]]:
     kwargs = {
         DENSE_OPTIONS[key]: value for key, value in job.options.items() if key in DENSE_OPTIONS
     }
-    range_min = int(kwargs.get("range_min", 0))
+    range_min = int(kwargs.get("range_min", DENSE_RANKS[0]))
     pool = set(job.pool)
     # One more when some anchor is itself a candidate (mine_hard_negatives would offer it), and
     # room for the source documents it may offer; otherwise exactly k, so that random sampling
@@ -338,14 +310,11 @@ def _seeded_global_random(seed: int) -> Iterator[None]:
 
 # --- corpus candidates -------------------------------------------------------------------------
 
-#: Pairs strategies (rule make_pairs) whose positive is a document's text without its title;
-#: the other strategies that read a corpus (qrels, llm_queries) write a document "title text".
-TEXT_ONLY_POSITIVES = frozenset(
-    {"title_text", "heading_section", "inverse_cloze", "first_sentence"}
-)
-#: Pairs strategies whose anchor is a sentence cut out of a document: a document that holds a
-#: row's anchor is the row's own source, never its negative (see :func:`anchor_sources`).
-ANCHOR_FROM_DOCUMENT = frozenset({"inverse_cloze", "first_sentence"})
+
+def _pairs_flag(pairs_strategy: str | None, flag: str) -> bool:
+    """A flag of a registered pair strategy (false for an unknown or no strategy)."""
+    registered = PAIR_STRATEGIES.get(pairs_strategy or "")
+    return bool(registered and getattr(registered, flag))
 
 
 @dataclass(frozen=True)
@@ -371,8 +340,10 @@ def corpus_candidates(
     name: str | None = None,
 ) -> CorpusCandidates:
     """Every document of the retrieval dataset at ``dataset_dir`` written as the pairs made
-    with ``pairs_strategy`` write their positives: its text alone for the strategies in
-    :data:`TEXT_ONLY_POSITIVES`, else ``"title text"``
+    with ``pairs_strategy`` write their positives: its text alone for the strategies whose
+    positives are a document's text without the title (``text_positives`` in the registry:
+    ``title_text``, ``heading_section``, ``inverse_cloze``, ``first_sentence``), else
+    ``"title text"``
     (:func:`~adapterflow.data.layouts.document_text`, also when the strategy is unknown), cut
     to the pairs' ``max_chars``. A document whose text, ``"title text"`` or candidate text is
     in ``held_out`` has its candidate text in the result's ``held_out`` (a cut text is no
@@ -396,7 +367,7 @@ def corpus_candidates(
     """
     dataset_dir = Path(dataset_dir)
     max_chars = None if max_chars is None else int(max_chars)
-    with_title = pairs_strategy not in TEXT_ONLY_POSITIVES
+    with_title = not _pairs_flag(pairs_strategy, "text_positives")
     texts: list[str] = []
     documents: list[str] = []
     held: set[str] = set()
@@ -414,7 +385,8 @@ def anchor_sources(
     anchors: Iterable[str], corpora: Sequence[CorpusCandidates], texts: Iterable[str] = ()
 ) -> dict[str, set[str]]:
     """anchor → the candidate texts that hold it as one of their sentences, for pairs whose
-    anchor was cut out of a document (:data:`ANCHOR_FROM_DOCUMENT`): its source document and
+    anchor was cut out of a document (``anchor_from_document`` pair strategies:
+    ``inverse_cloze``, ``first_sentence``): its source document and
     any copy of it are false negatives; pass the result to :func:`mine_triplets` as
     ``not_negatives``. The candidates are the documents of ``corpora`` (looked up by their
     whole, uncut text) and ``texts`` (the pairs' positives), split into sentences as
@@ -485,7 +457,7 @@ def pool_corpora(
     if k == 0 or use_corpus is False:
         return []
     dirs: list[Path] = []
-    uses_pool = strategy not in STRATEGIES or STRATEGIES[strategy].uses_pool
+    uses_pool = strategy not in MINING_STRATEGIES or MINING_STRATEGIES[strategy].uses_pool
     if dataset is not None and uses_pool and detect_layout(Path(dataset)) == RetrievalSet.layout:
         dirs.append(Path(dataset))
     if corpus is not None and not any(Path(corpus).resolve() == d.resolve() for d in dirs):
@@ -541,18 +513,7 @@ def mine_triplets(
         {'too_few_negatives': 1}
     """
     options = dict(options or {})
-    if strategy not in STRATEGIES:
-        raise ConfigError(
-            f"unknown mining strategy {strategy!r}; known: {', '.join(sorted(STRATEGIES))}"
-        )
-    registered = STRATEGIES[strategy]
-    unknown = set(options) - registered.options - COMMON_OPTIONS
-    if unknown:
-        allowed = ", ".join(sorted(registered.options | COMMON_OPTIONS))
-        raise ConfigError(
-            f"mining strategy {strategy!r}: unknown option(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {allowed}"
-        )
+    registered = lookup(MINING_STRATEGIES, "mining", strategy, options)
     if k < 0:
         raise ConfigError(f"mining: k must be at least 0, got {k}")
     sources = _corpus_sources(options.get("corpus"))
@@ -708,7 +669,7 @@ def mine_triplets_file(
     given); option ``corpus: false`` leaves both datasets out. Documents are written as the
     pairs' positives are (``pairs_block``: the pairs block's ``strategy`` and
     ``options.max_chars``; ``"title text"`` without it), and a document an
-    :data:`ANCHOR_FROM_DOCUMENT` anchor was cut from is never that anchor's negative.
+    ``anchor_from_document`` strategy's anchor was cut from is never that anchor's negative.
     ``model`` (a ``models:`` block) is the encoder of ``dense`` mining. Raises
     :class:`~adapterflow.errors.DataError` when mining leaves no row.
 
@@ -749,7 +710,7 @@ def mine_triplets_file(
             texts.setdefault(found.name, []).extend(found.texts)
             held_out |= found.held_out
         options["corpus"] = texts
-        if pairs_block.get("strategy") in ANCHOR_FROM_DOCUMENT:
+        if _pairs_flag(pairs_block.get("strategy"), "anchor_from_document"):
             not_negatives = anchor_sources(
                 [row["anchor"] for row in rows], corpora, [row["positive"] for row in rows]
             )

@@ -1,6 +1,7 @@
 """Training pairs ``{"anchor", "positive"}`` from a prepared dataset (rule ``make_pairs``).
 
-A *strategy* turns one layout into pairs; register a new one with :func:`pair_strategy`:
+A *strategy* turns one layout into pairs; register a new one with
+:func:`adapterflow.data.registry.pair_strategy`:
 
 * ``qrels`` — retrieval: query text → each relevant (grade > 0) document, in qrels order;
 * ``title_text`` — retrieval corpus: document title → document text;
@@ -9,7 +10,9 @@ A *strategy* turns one layout into pairs; register a new one with :func:`pair_st
 * ``first_sentence`` — the first sentence of a passage → the rest of it;
 * ``pairs`` — pass-through of a :class:`~adapterflow.data.layouts.PairSet` split;
 * ``triplets`` — pass-through of a :class:`~adapterflow.data.layouts.TripletSet` split (the
-  rows keep ``"negative"``, always as a list).
+  rows keep ``"negative"``, always as a list);
+* ``llm_queries`` — a question a local LM wrote about a document → the document
+  (:mod:`adapterflow.data.synthetic_queries`).
 
 Every strategy then applies the same steps: pairs with an empty text or anchor == positive are
 dropped; pairs made from a *held-out* text (any text of an evaluation split, see
@@ -40,17 +43,18 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+# Importing synthetic_queries registers llm_queries: make_pairs and the config checks know
+# every strategy through this module.
+from adapterflow.data import synthetic_queries  # noqa: F401
 from adapterflow.data.layouts import (
     LAYOUTS,
     PairSet,
@@ -59,110 +63,23 @@ from adapterflow.data.layouts import (
     detect_layout,
     document_text,
 )
+from adapterflow.data.registry import (
+    PAIR_STRATEGIES,
+    lookup,
+    pair_strategy,
+    strategy_input,
+)
+from adapterflow.data.text import format_counts, split_sentences, truncate
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_file, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
-
-#: A strategy yields ``(row, sources)``: the pair and every original text it was made from
-#: (so a pair cut out of a held-out passage is caught even though neither of its texts is).
-Candidate = tuple[dict[str, Any], tuple[str, ...]]
-Strategy = Callable[[Path, Mapping[str, Any], int, Counter], Iterator[Candidate]]
-
-#: Options every strategy accepts; each strategy adds its own in :func:`pair_strategy`.
-COMMON_OPTIONS = frozenset({"max_chars", "shuffle"})
-
-
-@dataclass(frozen=True)
-class _Registered:
-    fn: Strategy
-    options: frozenset[str]
-
-
-STRATEGIES: dict[str, _Registered] = {}
-
-
-def pair_strategy(name: str, options: Iterable[str] = ()) -> Callable[[Strategy], Strategy]:
-    """Register ``fn(dataset_dir, options, seed, dropped) -> iterator of (row, sources)`` under a
-    strategy name used in config; ``options`` names the strategy's own option keys (a key no
-    strategy knows is a config error, not silently ignored)."""
-
-    def register(fn: Strategy) -> Strategy:
-        STRATEGIES[name] = _Registered(fn, frozenset(options))
-        return fn
-
-    return register
-
-
-# --- sentences ---------------------------------------------------------------------------------
-
-# A sentence ends at . ! ? … (plus closing quotes/brackets) followed by whitespace, at a danda
-# or a CJK full stop (no space needed), or at a line break.
-_BOUNDARY = re.compile(r"""([.!?…]+["'”’)\]]*)\s+|([।॥。！？]+["'”’」』)]*)\s*|\s*\n\s*""")
-_NEXT_STARTS_SENTENCE = re.compile(r"""["'“‘(\[]*[^\W_a-z]""")
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof st jr sr vs e.g i.e cf fig no nos vol pp al approx ca".split()
-)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split ``text`` into sentences with a small rule-based splitter (no model, no download).
-
-    A boundary is ``. ! ? …`` (with any closing quotes or brackets) followed by whitespace and
-    a word that does not start in lower case, a danda or CJK full stop, or a line break.
-    Known limits: abbreviations outside a short list (``Dr.``, ``e.g.``, ``vs.``, ...) and
-    initials (``J. R. R. Tolkien``, caught only as single capitals) may split a sentence;
-    sentences that start in lower case or without terminal punctuation are not split; decimal
-    numbers and URLs are safe (no whitespace after the dot).
-
-    Example:
-        >>> from adapterflow.data.pairs import split_sentences
-        >>> split_sentences('Dr. Smith arrived. "Hello!" he said. It was 3.5 km away.\\nNew line')
-        ['Dr. Smith arrived.', '"Hello!" he said.', 'It was 3.5 km away.', 'New line']
-        >>> split_sentences("Rāma went. सीता गता। वनं गता।")
-        ['Rāma went.', 'सीता गता।', 'वनं गता।']
-    """
-    sentences: list[str] = []
-    start = 0
-    for match in _BOUNDARY.finditer(text):
-        if match.group(1):
-            before = text[start : match.start(1)].rsplit(None, 1)
-            word = before[-1].lower() if before else ""
-            if (
-                not _NEXT_STARTS_SENTENCE.match(text, match.end())
-                or word in _ABBREVIATIONS
-                or (len(word) == 1 and word.isalpha() and match.group(1) == ".")
-            ):
-                continue
-            end = match.end(1)
-        elif match.group(2):
-            end = match.end(2)
-        else:
-            end = match.start()
-        if piece := text[start:end].strip():
-            sentences.append(piece)
-        start = match.end()
-    if tail := text[start:].strip():
-        sentences.append(tail)
-    return sentences
-
 
 # --- strategies --------------------------------------------------------------------------------
 
 
 def _document_text(doc: Mapping[str, Any]) -> str:
     return document_text(dict(doc))
-
-
-def _read(dataset_dir: Path, cls: type, strategy: str) -> Any:
-    layout = detect_layout(dataset_dir)
-    if layout != cls.layout:
-        raise DataError(
-            dataset_dir,
-            f"strategy {strategy!r} needs a {cls.layout} dataset, got a {layout} dataset",
-            field="strategy",
-        )
-    return cls.read(dataset_dir)
 
 
 def _split(dataset_dir: Path, splits: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
@@ -173,10 +90,10 @@ def _split(dataset_dir: Path, splits: Mapping[str, Any], options: Mapping[str, A
     return splits[name]
 
 
-@pair_strategy("qrels", options={"split"})
+@pair_strategy("qrels", "retrieval", {"split"})
 def _qrels(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """Query → each document judged relevant (grade > 0) in the split."""
-    data = _read(dataset_dir, RetrievalSet, "qrels")
+    data = strategy_input(dataset_dir, "qrels")
     for qid, docs in _split(dataset_dir, data.qrels, options).items():
         query = data.queries[qid]["text"]
         for did, grade in docs.items():
@@ -188,10 +105,10 @@ def _qrels(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Co
             yield {"anchor": query, "positive": positive}, (query, positive, doc["text"])
 
 
-@pair_strategy("title_text")
+@pair_strategy("title_text", "retrieval", text_positives=True)
 def _title_text(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """Document title → document text (without the title)."""
-    data = _read(dataset_dir, RetrievalSet, "title_text")
+    data = strategy_input(dataset_dir, "title_text")
     for doc in data.corpus.values():
         title = (doc.get("title") or "").strip()
         if not title:
@@ -200,11 +117,11 @@ def _title_text(dataset_dir: Path, options: Mapping[str, Any], seed: int, droppe
         yield {"anchor": title, "positive": doc["text"]}, _doc_sources(doc)
 
 
-@pair_strategy("heading_section", options={"require_section"})
+@pair_strategy("heading_section", "retrieval", {"require_section"}, text_positives=True)
 def _heading_section(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """``"{title}: {section}"`` (the title alone without a section) → passage text; one
     warning counts the passages whose heading fell back to the title."""
-    data = _read(dataset_dir, RetrievalSet, "heading_section")
+    data = strategy_input(dataset_dir, "heading_section")
     require_section = bool(options.get("require_section", False))
     title_only = 0
     for doc in data.corpus.values():
@@ -228,11 +145,17 @@ def _heading_section(dataset_dir: Path, options: Mapping[str, Any], seed: int, d
         )
 
 
-@pair_strategy("inverse_cloze", options={"keep_probability"})
+@pair_strategy(
+    "inverse_cloze",
+    "retrieval",
+    {"keep_probability"},
+    text_positives=True,
+    anchor_from_document=True,
+)
 def _inverse_cloze(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """One sentence → the passage without it; with ``keep_probability`` the sentence stays in
     (Lee et al. keep it 10 % of the time, so the model also learns plain word overlap)."""
-    data = _read(dataset_dir, RetrievalSet, "inverse_cloze")
+    data = strategy_input(dataset_dir, "inverse_cloze")
     keep_probability = float(options.get("keep_probability", 0.0))
     if not 0.0 <= keep_probability <= 1.0:
         raise ConfigError(f"inverse_cloze: keep_probability {keep_probability} is not in [0, 1]")
@@ -249,10 +172,10 @@ def _inverse_cloze(dataset_dir: Path, options: Mapping[str, Any], seed: int, dro
         yield {"anchor": sentences[chosen], "positive": " ".join(rest)}, _doc_sources(doc)
 
 
-@pair_strategy("first_sentence")
+@pair_strategy("first_sentence", "retrieval", text_positives=True, anchor_from_document=True)
 def _first_sentence(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """First sentence of a passage → the rest of the passage."""
-    data = _read(dataset_dir, RetrievalSet, "first_sentence")
+    data = strategy_input(dataset_dir, "first_sentence")
     for doc in data.corpus.values():
         sentences = split_sentences(doc["text"])
         if len(sentences) < 2:
@@ -261,10 +184,10 @@ def _first_sentence(dataset_dir: Path, options: Mapping[str, Any], seed: int, dr
         yield {"anchor": sentences[0], "positive": " ".join(sentences[1:])}, _doc_sources(doc)
 
 
-@pair_strategy("pairs", options={"split", "min_score"})
+@pair_strategy("pairs", "pairs", {"split", "min_score"})
 def _pairs(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """sentence1 → sentence2 of a scored pair split; ``min_score`` keeps pairs scored ≥ it."""
-    data = _read(dataset_dir, PairSet, "pairs")
+    data = strategy_input(dataset_dir, "pairs")
     min_score = options.get("min_score")
     for row in _split(dataset_dir, data.splits, options):
         if min_score is not None and row["score"] < float(min_score):
@@ -274,10 +197,10 @@ def _pairs(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Co
         yield {"anchor": texts[0], "positive": texts[1]}, texts
 
 
-@pair_strategy("triplets", options={"split"})
+@pair_strategy("triplets", "triplets", {"split"})
 def _triplets(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """Triplets as they are; ``negative`` becomes a list."""
-    data = _read(dataset_dir, TripletSet, "triplets")
+    data = strategy_input(dataset_dir, "triplets")
     for row in _split(dataset_dir, data.splits, options):
         negatives = row["negative"] if isinstance(row["negative"], list) else [row["negative"]]
         out = {"anchor": row["anchor"], "positive": row["positive"], "negative": list(negatives)}
@@ -289,24 +212,6 @@ def _doc_sources(doc: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 # --- the common pipeline -----------------------------------------------------------------------
-
-
-def truncate(text: str, max_chars: int | None) -> str:
-    """Cut ``text`` to at most ``max_chars`` characters, at a word boundary when one lies in the
-    second half of the cut.
-
-    Example:
-        >>> from adapterflow.data.pairs import truncate
-        >>> truncate("the quick brown fox", 12), truncate("abcdef", 3), truncate("short", None)
-        ('the quick', 'abc', 'short')
-    """
-    if max_chars is None or len(text) <= max_chars:
-        return text
-    cut = text[:max_chars]
-    space = cut.rfind(" ")
-    if space > max_chars // 2:
-        cut = cut[:space]
-    return cut.rstrip()
 
 
 def make_pairs(
@@ -346,17 +251,7 @@ def make_pairs(
     """
     dataset_dir = Path(dataset_dir)
     options = dict(options or {})
-    if strategy not in STRATEGIES:
-        known = ", ".join(sorted(STRATEGIES))
-        raise ConfigError(f"unknown pairs strategy {strategy!r}; known: {known}")
-    registered = STRATEGIES[strategy]
-    unknown = set(options) - registered.options - COMMON_OPTIONS
-    if unknown:
-        allowed = ", ".join(sorted(registered.options | COMMON_OPTIONS))
-        raise ConfigError(
-            f"pairs strategy {strategy!r}: unknown option(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {allowed}"
-        )
+    registered = lookup(PAIR_STRATEGIES, "pairs", strategy, options)
     max_chars = options.get("max_chars")
     max_chars = None if max_chars is None else int(max_chars)
     if max_chars is not None and max_chars < 1:
@@ -433,18 +328,6 @@ def _cut(value: Any, max_chars: int) -> Any:
     if isinstance(value, list):
         return [truncate(v, max_chars) for v in value]
     return truncate(value, max_chars)
-
-
-def format_counts(counts: Mapping[str, int]) -> str:
-    """``reason=count`` pairs, sorted, for one-line logs (``none`` when empty).
-
-    Example:
-        >>> from adapterflow.data.pairs import format_counts
-        >>> format_counts({"held_out": 2, "duplicate": 1}), format_counts({})
-        ('duplicate=1, held_out=2', 'none')
-    """
-    items = [f"{key}={value}" for key, value in sorted(counts.items()) if value]
-    return ", ".join(items) or "none"
 
 
 # --- held-out texts ----------------------------------------------------------------------------
@@ -603,8 +486,3 @@ def make_pairs_file(
     count = write_pairs(out, rows)
     logger.info("wrote %d pairs to %s", count, out)
     return count
-
-
-# Strategies defined elsewhere register themselves when imported; importing them here lets every
-# user of the registry (config validation, make_pairs) see them. Their heavy imports are lazy.
-from adapterflow.generate import synthetic_queries as _synthetic_queries  # noqa: E402, F401

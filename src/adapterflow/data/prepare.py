@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import adapterflow.data.hf_converters  # noqa: F401  (registers the hf_* formats)
 from adapterflow.data.converters import convert
 from adapterflow.data.layouts import Dataset, PairSet, RetrievalSet, TripletSet
 from adapterflow.data.splits import (

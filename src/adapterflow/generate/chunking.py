@@ -13,7 +13,7 @@ counted, so leave room for them in ``max_length``). For each document:
    or the CSV header line) repeated. A header longer than half of ``max_length`` is not
    repeated: that table's lines are packed like sentences instead.
 2. **Prose.** The text between tables is split into sentences
-   (:func:`adapterflow.data.pairs.split_sentences`; line breaks are boundaries too) and
+   (:func:`adapterflow.data.text.split_sentences`; line breaks are boundaries too) and
    consecutive sentences are packed greedily up to ``max_length``. A chunk under
    ``min_length`` is joined to its neighbour when the two fit in ``max_length``, or else takes
    sentences from the end of the chunk before it while that one keeps ``min_length``; only a
@@ -61,7 +61,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from adapterflow.data.pairs import split_sentences
+from adapterflow.data.text import split_sentences
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
 

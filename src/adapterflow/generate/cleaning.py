@@ -1,4 +1,4 @@
-"""Text cleaning for generated long-context data, in two styles, and model-output post-processing.
+"""Text cleaning for generated long-context data, in two styles.
 
 * ``"minimal"`` — what FlagEmbedding's needle-in-a-haystack evaluation does to a model's
   answer: strip surrounding whitespace and keep the first line only.
@@ -6,25 +6,20 @@
   curly quotes to straight ones, every dash to ``-``, Unicode spaces to a plain space,
   invisible and control characters removed, runs of spaces collapsed; line and paragraph
   breaks are kept (one blank line between paragraphs) so tables and lists survive.
-* :func:`postprocess_prediction` — RULER's ``postprocess_pred`` (``scripts/eval/evaluate.py``):
-  strip, turn every ``\\x00``–``\\x1f`` character into a newline, strip again; here it also
-  drops end-of-turn tokens a decoder left at the end.
 
 Example:
-    >>> from adapterflow.generate.cleaning import clean, postprocess_prediction
+    >>> from adapterflow.generate.cleaning import clean
     >>> clean("  \\u201cMagic\\u201d number \\u2014 42\\u00a0!\\r\\nSecond line", "full")
     '"Magic" number - 42 !\\nSecond line'
     >>> clean("  7481\\nThe rest of the answer", "minimal")
     '7481'
-    >>> postprocess_prediction(" The number is 7481.\\t<|im_end|>")
-    'The number is 7481.'
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Literal
 
 from adapterflow.errors import ConfigError
@@ -64,20 +59,6 @@ _TABLE.update({c: None for c in _CONTROLS if c not in _TABLE and c != ord("\n")}
 # written as UTF-8 later, so they go before anything else.
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _SPACE_RUN = re.compile(" {2,}")
-_RULER_CONTROL = re.compile(r"[\x00-\x1f]")
-
-#: End-of-sequence / end-of-turn markers of common chat templates, removed from the end of a
-#: prediction when a decoder was run without ``skip_special_tokens``.
-DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (
-    "</s>",
-    "<|endoftext|>",
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<eos>",
-)
 
 
 def clean_minimal(text: str) -> str:
@@ -149,31 +130,3 @@ def clean(text: str, style: Style = "full") -> str:
             f"unknown cleaning style {style!r} (expected one of: {', '.join(STYLES)})"
         ) from None
     return cleaner(text)
-
-
-def postprocess_prediction(
-    text: str, special_tokens: Iterable[str] = DEFAULT_SPECIAL_TOKENS
-) -> str:
-    """Clean a model's answer before scoring, as RULER does, then drop trailing special tokens.
-
-    RULER: ``strip()``, every character in ``\\x00``–``\\x1f`` (tab and newline included)
-    becomes ``"\\n"``, ``strip()`` again. Then any of ``special_tokens`` at the end is removed,
-    repeatedly, with the whitespace before it. ``special_tokens=()`` gives RULER's result
-    exactly.
-
-    Example:
-        >>> postprocess_prediction("  42\\x00\\x01</s></s>")
-        '42'
-        >>> postprocess_prediction("a\\tb", special_tokens=())
-        'a\\nb'
-    """
-    text = _RULER_CONTROL.sub("\n", text.strip()).strip()
-    tokens = [token for token in special_tokens if token]
-    removed = True
-    while removed:
-        removed = False
-        for token in tokens:
-            if text.endswith(token):
-                text = text[: -len(token)].rstrip()
-                removed = True
-    return text

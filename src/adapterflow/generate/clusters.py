@@ -26,7 +26,7 @@ as the training set, instead of one that by chance misses a topic.
 - :func:`plot_cluster_map` draws the questions in 2-D (PCA by default, t-SNE on request)
   coloured by cluster and by dataset, side by side; :func:`plot_k_selection` draws inertia and
   silhouette against k with the chosen k marked. Both save PNG + SVG like every figure of the
-  project (:func:`adapterflow.plots.figures.save_figure`).
+  project (:func:`adapterflow.io.save_figure`).
 - :func:`dedup_cluster_split` is the whole step over QA JSONL files: dedup
   (:mod:`adapterflow.generate.dedup`), cluster, split, figures and a manifest, written
   atomically to one directory.
@@ -77,8 +77,7 @@ from adapterflow.generate.dedup import (
     dedup_records,
     read_qa_records,
 )
-from adapterflow.io import atomic_dir, sha256_file, write_json, write_jsonl
-from adapterflow.plots.figures import save_figure
+from adapterflow.io import atomic_dir, save_figure, sha256_file, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from adapterflow.data.pairs import split_sentences
+from adapterflow.data.text import split_sentences
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_file, sha256_file, write_json, write_jsonl
 

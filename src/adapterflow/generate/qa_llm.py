@@ -71,11 +71,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from adapterflow.data.pairs import format_counts, truncate
+from adapterflow.data.text import format_counts, truncate
 from adapterflow.errors import ConfigError, DataError
-from adapterflow.generate.llm import DEFAULT_LM, GenerationStats
 from adapterflow.generate.qa_records import Rejected, extract_json, label_records, parse_records
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
+from adapterflow.lms import DEFAULT_LM, GenerationStats
 
 logger = logging.getLogger(__name__)
 
@@ -487,7 +487,7 @@ def lm_generator(
     settings: QASettings, threads: int | None = None, stats: GenerationStats | None = None
 ) -> Generate:
     """A :data:`Generate` backed by the model of ``settings`` (loaded once, greedy decoding)."""
-    from adapterflow.generate.llm import chat_generator
+    from adapterflow.lms import chat_generator
 
     return chat_generator(
         settings.model,

