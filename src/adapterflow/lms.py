@@ -244,18 +244,21 @@ def chat_prompts(tokenizer: Any, messages_batch: Sequence[Messages], prefix: str
     ]
 
 
-def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+#: End-of-turn tokens of common chat templates: not always the tokenizer's EOS.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a reply: the model's configured EOS id(s), the tokenizer's EOS and the
+    end-of-turn tokens (:data:`END_OF_TURN_TOKENS`) the vocabulary has."""
     ids: set[int] = set()
-    configured = getattr(model.generation_config, "eos_token_id", None)
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if configured is not None:
         ids.update(configured if isinstance(configured, list) else [configured])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
-    # Chat models end a turn with their template's end-of-turn token, which is not always EOS.
-    for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
     return sorted(ids)
 
 
@@ -341,7 +344,7 @@ def generate_chat(
     # Special tokens are in the template already; the tokenizer must not add a second BOS.
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
-    stop = _stop_ids(model, tokenizer)
+    stop = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id
     if stop_strings:
         # generate() needs the tokenizer to find the strings across token boundaries.

@@ -82,6 +82,7 @@ from adapterflow.errors import ConfigError, DataError
 from adapterflow.eval import ruler
 from adapterflow.eval.results import write_eval_result
 from adapterflow.io import read_jsonl
+from adapterflow.lms import stop_token_ids
 from adapterflow.runtime import pick_device, seed_everything, set_threads
 
 logger = logging.getLogger(__name__)
@@ -120,9 +121,6 @@ _METRIC_SCORES = {
     "string_match_all": ruler.string_match_all,
     "string_match_part": ruler.string_match_part,
 }
-# End-of-turn tokens of common chat templates: generation stops at them even when they are
-# not the tokenizer's EOS token.
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
 
 
 @dataclass(frozen=True)
@@ -442,18 +440,6 @@ def build_prompt(record: GenerationRecord, tokenizer: Any, prompt_format: str) -
     return text + record.answer_prefix
 
 
-def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids: set[int] = set()
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if configured is not None:
-        ids.update(configured if isinstance(configured, list) else [configured])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[token] for token in _END_OF_TURN if token in vocab)
-    return sorted(ids)
-
-
 def generate_completions(
     model: Any,
     tokenizer: Any,
@@ -486,7 +472,7 @@ def generate_completions(
         for ids in tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
     ]
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
-    stop = _stop_ids(model, tokenizer)
+    stop = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
     completions = [""] * len(prompts)
     batches = range(0, len(order), batch_size)
