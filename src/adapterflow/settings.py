@@ -39,15 +39,14 @@ def _schema() -> dict[str, Any]:
     return load_schema()
 
 
-def _definitions() -> dict[str, Any]:
-    return _schema()["definitions"]
-
-
 class BlockSettings(BaseModel):
-    """A config block parsed once; subclasses name their schema definition in ``DEFINITION``."""
+    """A config block parsed once; subclasses point at their block in the schema
+    (``SCHEMA``, a JSON pointer such as ``#/definitions/stage``) and name it in messages
+    (``WHERE``)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
-    DEFINITION: ClassVar[str]
+    SCHEMA: ClassVar[str]
+    WHERE: ClassVar[str]
 
     @classmethod
     def from_block(cls, block: Mapping[str, Any] | None, where: str | None = None) -> Self:
@@ -60,7 +59,8 @@ class BlockSettings(BaseModel):
         from adapterflow.schema import DefaultingValidator, describe_error, key_path
 
         filled = copy.deepcopy(dict(block or {}))
-        schema = {"$ref": f"#/definitions/{cls.DEFINITION}", "definitions": _definitions()}
+        # The whole schema with a $ref at the top: Draft 7 validates the referenced block only.
+        schema = {**_schema(), "$ref": cls.SCHEMA}
         errors = [
             error
             for error in DefaultingValidator(schema).iter_errors(filled)
@@ -70,7 +70,7 @@ class BlockSettings(BaseModel):
             error = jsonschema.exceptions.best_match(errors)
             while error.context:
                 error = jsonschema.exceptions.best_match(error.context)
-            where = where or cls.DEFINITION
+            where = where or cls.WHERE
             raise ConfigError(f"{where}: {key_path(error)}: {describe_error(error)}")
         return cls.model_validate(filled)
 
@@ -96,7 +96,8 @@ class PreserveSimilaritySettings(BaseModel):
 class StageSettings(BlockSettings):
     """``stages.<name>``: one adapter training stage (rule ``train_adapter``)."""
 
-    DEFINITION: ClassVar[str] = "stage"
+    SCHEMA: ClassVar[str] = "#/definitions/stage"
+    WHERE: ClassVar[str] = "stage"
     triplets: str | None = None
     init: Literal["continue", "merge"]
     loss: Literal["mnrl", "cached_mnrl", "symmetric"]
@@ -121,33 +122,19 @@ class StageSettings(BlockSettings):
     logging_steps: int
 
 
-class EvaluationSettings(BaseModel):
-    """``evaluation``: settings shared by every evaluation job."""
+class EvaluationSettings(BlockSettings):
+    """``evaluation``: settings shared by every evaluation job.
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    Example:
+        >>> from adapterflow.settings import EvaluationSettings
+        >>> EvaluationSettings.from_block({"bf16": True}).batch_size
+        64
+    """
+
+    SCHEMA: ClassVar[str] = "#/properties/evaluation"
+    WHERE: ClassVar[str] = "evaluation"
     batch_size: int
     device: str | None = None
     chunk_size: int
     merge_adapter: bool
     bf16: bool
-
-    @classmethod
-    def from_block(cls, block: Mapping[str, Any] | None) -> EvaluationSettings:
-        """Parse the top-level ``evaluation`` block with the schema's defaults.
-
-        Example:
-            >>> from adapterflow.settings import EvaluationSettings
-            >>> EvaluationSettings.from_block({"bf16": True}).batch_size
-            64
-        """
-        if isinstance(block, cls):
-            return block
-        from adapterflow.schema import DefaultingValidator, describe_error, key_path
-
-        filled = copy.deepcopy(dict(block or {}))
-        schema = {**_schema()["properties"]["evaluation"], "definitions": _definitions()}
-        errors = list(DefaultingValidator(schema).iter_errors(filled))
-        if errors:
-            error = jsonschema.exceptions.best_match(errors)
-            raise ConfigError(f"evaluation: {key_path(error)}: {describe_error(error)}")
-        return cls.model_validate(filled)
