@@ -2,7 +2,6 @@
 
 import functools
 import hashlib
-import json
 import os
 import re
 import sys
@@ -10,14 +9,15 @@ from pathlib import Path
 
 import adapterflow
 from adapterflow.config import load_schema, read_yaml, split_users, validate_config
-from adapterflow.data.fingerprint import local_source_digest, manifest_digest
+from adapterflow.data.fingerprint import local_source_digest
 from adapterflow.errors import ConfigError
 
 # A config mistake is one line on the terminal (file:line or key path: problem), not a
 # traceback into this file.
 try:
-    # Snakemake's YAML reader keeps the last of two equal keys without a word.
-    for path in workflow.overwrite_configfiles or workflow.configfiles:
+    # Snakemake's YAML reader keeps the last of two equal keys without a word (the Snakefile
+    # has checked config.yaml already).
+    for path in workflow.overwrite_configfiles:
         read_yaml(path)
     validate_config(
         config,
@@ -159,20 +159,15 @@ LOCAL_SOURCE_CACHE = ".snakemake/adapterflow/local_sources.json"
 
 
 def source_content(dataset):
-    """The content digest of a `local` source (None for other kinds). When the original is
-    gone after fetching, the copy's manifest stands in, so deleting it reruns nothing.
-    """
+    """The content digest of a `local` source (None for other kinds)."""
     source = config["datasets"][dataset]["source"]
     if source["kind"] != "local":
         return None
-    found = local_source_digest(source["path"], cache=LOCAL_SOURCE_CACHE)
-    manifest = Path("results/raw", dataset, "manifest.json")
-    if found is None and manifest.is_file():
-        try:
-            return manifest_digest(json.loads(manifest.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):  # not a fetch manifest
-            return None
-    return found
+    return local_source_digest(
+        source["path"],
+        cache=LOCAL_SOURCE_CACHE,
+        fetched=Path("results/raw", dataset, "manifest.json"),
+    )
 
 
 MODELS = sorted(config["models"])

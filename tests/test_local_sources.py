@@ -183,3 +183,15 @@ def test_prepare_dataset_names_the_task_key_of_a_missing_split(tmp_path: Path):
     assert "field 'tasks.docs.split'" in message and "not 'test'" in message
     assert message.startswith(str(tmp_path / "data/docs"))  # the user's directory
     assert not (tmp_path / "clean").exists()
+
+
+def test_a_missing_source_takes_the_digest_of_its_fetched_copy(tmp_path: Path):
+    _write_pairs(tmp_path / "src" / "pairs" / "test.jsonl", GOOD)
+    original = local_source_digest(tmp_path / "src")
+    fetch_raw("toy", {"kind": "local", "path": str(tmp_path / "src")}, tmp_path / "raw")
+    manifest = tmp_path / "raw" / "manifest.json"
+    gone = tmp_path / "gone"
+    assert local_source_digest(gone, fetched=manifest) == original
+    assert local_source_digest(gone, fetched=tmp_path / "none.json") is None
+    (tmp_path / "bad.json").write_text("{}")
+    assert local_source_digest(gone, fetched=tmp_path / "bad.json") is None

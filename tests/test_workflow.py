@@ -370,3 +370,17 @@ def test_wildcard_constraints_match_names_exactly(tmp_path):
     assert "prepare_dataset" in job_counts(run_snakemake(*args, "results/clean/my.data").stdout)
     wrong = run_snakemake(*args, "results/clean/myXdata", check=False)
     assert wrong.returncode != 0 and "MissingRuleException" in wrong.stdout + wrong.stderr
+
+
+def test_a_key_written_twice_stops_with_its_line(tmp_path):
+    text = (REPO / "config.yaml").read_text()
+    configfile = tmp_path / "twice.yaml"
+    configfile.write_text(text + "\nevaluation:\n  batch_size: 8\n")
+    first = text.splitlines().index("evaluation:") + 1
+    second = len(text.splitlines()) + 2
+    result = run_snakemake("-n", "--configfile", str(configfile), cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {configfile}:{second}:1: duplicate key 'evaluation' (first at line {first}); "
+        "YAML would keep only the last one"
+    )

@@ -80,6 +80,13 @@ def manifest_digest(manifest: Mapping[str, Any]) -> str:
     return digest((entry["path"], entry["sha256"]) for entry in manifest["files"])
 
 
+def _fetched_digest(manifest: Path) -> str | None:
+    try:
+        return manifest_digest(json.loads(manifest.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):  # absent, or not a fetch manifest
+        return None
+
+
 def _read_cache(cache: Path | None) -> dict[str, Any]:
     if cache is None or not cache.is_file():
         return {}
@@ -98,16 +105,20 @@ def _write_cache(cache: Path, data: Mapping[str, Any]) -> None:
 
 
 def local_source_digest(
-    path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    cache: str | os.PathLike[str] | None = None,
+    fetched: str | os.PathLike[str] | None = None,
 ) -> str | None:
-    """The content digest of a local source file or directory, ``None`` when it is missing.
+    """The content digest of a local source file or directory.
 
     ``cache`` (a JSON file) remembers each file's sha256 by absolute path, size and mtime,
-    so unchanged files are not read again.
+    so unchanged files are not read again. When the source is gone, the digest of its
+    fetched copy stands in (``fetched``: that copy's ``manifest.json``), so deleting the
+    original after fetching changes nothing; ``None`` when neither is there.
     """
     root = Path(path).expanduser()
     if not root.exists():
-        return None
+        return _fetched_digest(Path(fetched)) if fetched is not None else None
     cache_path = Path(cache) if cache is not None else None
     known = _read_cache(cache_path)
     entries, changed = [], False
