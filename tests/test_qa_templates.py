@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,266 @@ def test_correction_errors(tmp_path):
         load_templates(bad_key)
     with pytest.raises(ConfigError, match="paraphrases"):
         qa_records(facts, load_templates(off), paraphrases="some")
+
+
+# --- held-out wordings, keywords and categories -------------------------------------------------
+
+# The fixture's templates with held-out wordings and a category: written here, so the fixture
+# (and the record counts other tests rely on) stays as it is.
+REPHRASED_TEMPLATES = """\
+system: You answer questions about the atlas of Ostrand and Lereth.
+templates:
+  - id: city_country
+    applies_to: city
+    category: geography
+    question: ["Which country is {name} in?", "In what country does {name} lie?"]
+    rephrased: ["{name} belongs to which country?", "Name the country of {name}."]
+    answer: "{name} is in {country}."
+  - id: city_founded
+    applies_to: city
+    question: When was {name} founded?
+    rephrased: In what year did the history of {name} begin?
+    answer: "{name} was founded in {founded}."
+  - id: person_known_for
+    applies_to: person
+    question: What is {name} known for?
+    answer: "{name} is known for {known_for}."
+    correction: false
+  - id: person_home
+    applies_to: person
+    question: Where did {name} live?
+    rephrased: Which town was home to {name}?
+    answer: "{name} lived in {home}."
+"""
+
+
+@pytest.fixture
+def rephrased(tmp_path):
+    return load_templates(write(tmp_path, "t.yaml", REPHRASED_TEMPLATES))
+
+
+def test_record_fields(facts, templates):
+    by_id = {r["id"]: r for r in qa_records(facts, templates, shuffle=False)}
+    assert by_id["qa:city_country:velmora:1"] == {
+        "id": "qa:city_country:velmora:1",
+        "kind": "qa",
+        "split": "train",
+        "template": "city_country",
+        "category": "city_country",  # no category: the template id
+        "entity": "velmora",
+        "question": "In what country does Velmora lie?",
+        "answer": "Velmora is in Ostrand.",
+        "keywords": ["Ostrand"],
+        "messages": [
+            SYSTEM,
+            {"role": "user", "content": "In what country does Velmora lie?"},
+            {"role": "assistant", "content": "Velmora is in Ostrand."},
+        ],
+    }
+    # A list attribute gives each item as written in the facts, not the joined text.
+    assert by_id["qa:person_known_for:ilsa_brenner:0"]["keywords"] == [
+        "the river clock",
+        "the tide calendar",
+    ]
+    for row in by_id.values():
+        assert row["keywords"] and all(k in row["answer"] for k in row["keywords"])
+        # The entity's name is in the question, so it is never a key term.
+        assert facts_by_id(facts)[row["entity"]].fields["name"] not in row["keywords"]
+
+
+def facts_by_id(facts):
+    return {e.id: e for e in facts.entities}
+
+
+def test_keywords_leave_out_what_the_question_names(tmp_path):
+    facts = load_facts(
+        write(tmp_path, "f.yaml", "entities:\n  - {id: a, name: Al, pet: cat, age: 3}\n")
+    )
+    tpl = write(
+        tmp_path,
+        "t.yaml",
+        "templates:\n  - id: pet\n    question: ['How old is the {pet} of {name}?', 'Age?']\n"
+        "    answer: 'The {pet} of {name} is {age}.'\n",
+    )
+    rows = qa_records(facts, load_templates(tpl), shuffle=False)
+    assert [r["keywords"] for r in rows] == [["3"], ["cat", "Al", "3"]]
+
+
+def test_rephrased_records(facts, rephrased):
+    rows = qa_records(facts, rephrased, shuffle=False)
+    train = [r for r in rows if r["split"] == "train"]
+    held = [r for r in rows if r["split"] == "rephrased"]
+    # 3 cities x (2 + 1) wordings + 2 people x (1 + 1), then the held-out wordings.
+    assert len(train) == 3 * 3 + 2 * 2
+    assert len(held) == 3 * (2 + 1) + 2 * 1
+    assert rows == train + held  # held-out records come last
+    assert len({r["id"] for r in rows}) == len(rows)
+    by_id = {r["id"]: r for r in held}
+    row = by_id["qa:city_country:quenby:r1"]
+    assert row["question"] == "Name the country of Quenby."
+    assert row["answer"] == "Quenby is in Lereth." and row["keywords"] == ["Lereth"]
+    assert row["category"] == "geography" and row["kind"] == "qa"
+    assert row["messages"] == [
+        SYSTEM,
+        {"role": "user", "content": "Name the country of Quenby."},
+        {"role": "assistant", "content": "Quenby is in Lereth."},
+    ]
+    assert by_id["qa:person_home:oren_dask:r0"]["question"] == "Which town was home to Oren Dask?"
+    categories = {r["category"] for r in rows}
+    assert categories == {"geography", "city_founded", "person_known_for", "person_home"}
+    # "one" draws one training wording, but every held-out wording is still asked.
+    one = qa_records(facts, rephrased, paraphrases="one")
+    assert sum(r["split"] == "train" for r in one) == 3 * 2 + 2 * 2
+    assert sorted(r["id"] for r in one if r["split"] == "rephrased") == sorted(by_id)
+
+
+def test_rephrased_wordings_leave_training_records_unchanged(tmp_path, facts):
+    without = REPHRASED_TEMPLATES.replace("    rephrased:", "    # rephrased:")
+    plain = load_templates(write(tmp_path, "plain.yaml", without))
+    assert all(not t.rephrased for t in plain.templates)
+    full = load_templates(write(tmp_path, "full.yaml", REPHRASED_TEMPLATES))
+    for seed in range(3):
+        rows = qa_records(facts, full, seed=seed)
+        assert [r for r in rows if r["split"] == "train"] == qa_records(facts, plain, seed=seed)
+        assert conversation_records(facts, full, seed=seed) == conversation_records(
+            facts, plain, seed=seed
+        )
+        assert correction_records(facts, full, seed=seed) == correction_records(
+            facts, plain, seed=seed
+        )
+
+
+def test_rephrased_wordings_never_reach_training(facts, rephrased):
+    held = {r["question"] for r in qa_records(facts, rephrased) if r["split"] == "rephrased"}
+    trained = set()
+    for seed in range(8):
+        for row in [
+            *conversation_records(facts, rephrased, turns=4, per_entity=3, seed=seed),
+            *correction_records(facts, rephrased, seed=seed),
+            *qa_records(facts, rephrased, seed=seed, paraphrases="one"),
+        ]:
+            if row["split"] == "rephrased":
+                continue
+            assert row["split"] == "train"
+            users = [m["content"] for m in row["messages"] if m["role"] == "user"]
+            trained.update(users)
+            assert not held & set(users), row["id"]
+    assert "In what country does Velmora lie?" in trained  # the check did see questions
+
+
+def test_conversation_and_correction_fields(facts, rephrased):
+    for row in conversation_records(facts, rephrased, turns=3, per_entity=2, seed=1):
+        assert row["split"] == "train" and row["category"] == "conversation"
+        answers = " ".join(m["content"] for m in row["messages"] if m["role"] == "assistant")
+        assert len(row["keywords"]) == len(set(row["keywords"]))
+        assert row["keywords"] and all(k in answers for k in row["keywords"])
+    velmora = conversation_records(facts, rephrased, turns=2, shuffle=False)[0]
+    assert sorted(velmora["keywords"]) == ["1187", "Ostrand"]
+    people = conversation_records(facts, rephrased, turns=2, shuffle=False)[3]
+    assert people["entity"] == "ilsa_brenner"
+    assert sorted(people["keywords"]) == ["Velmora", "the river clock", "the tide calendar"]
+    rows = {r["id"]: r for r in correction_records(facts, rephrased, shuffle=False)}
+    row = rows["correction:city_country:tarvik"]
+    assert row["split"] == "train" and row["category"] == "geography"
+    assert row["keywords"] == ["Ostrand"]
+    assert rows["correction:person_home:oren_dask"]["category"] == "person_home"
+    for r in rows.values():
+        assert all(k in r["messages"][-1]["content"] for k in r["keywords"])
+
+
+def test_correction_keywords_follow_the_correcting_turn(tmp_path):
+    facts = load_facts(
+        write(
+            tmp_path,
+            "f.yaml",
+            "entities:\n  - {id: a, name: Al, pet: cat, vet: Dr Oak}\n"
+            "  - {id: b, name: Bo, pet: dog, vet: Dr Elm}\n",
+        )
+    )
+    quoting = "correction: {assistant: 'No: {answer} Ask {vet}.'}\n"
+    bare = "correction: {assistant: 'Sorry, {name}, my mistake: not {wrong}.'}\n"
+    body = "templates:\n  - {question: 'Which pet has {name}?', answer: '{name} has a {pet}.'}\n"
+    rows = correction_records(facts, load_templates(write(tmp_path, "q.yaml", quoting + body)))
+    keywords = {r["entity"]: r["keywords"] for r in rows}
+    assert keywords == {"a": ["cat", "Dr Oak"], "b": ["dog", "Dr Elm"]}
+    rows = correction_records(facts, load_templates(write(tmp_path, "b.yaml", bare + body)))
+    assert [r["keywords"] for r in rows] == [[], []]
+
+
+@pytest.mark.parametrize(
+    ("templates", "pattern"),
+    [
+        (
+            "templates:\n  - id: q\n    question: Who is {name}?\n"
+            "    rephrased: ['Name {name}.', 'Which river is {river}?']\n    answer: '{name}'\n",
+            r"t\.yaml:2: field 'rephrased\[1\]': template 0 \('q'\): placeholder \{river\} is "
+            r"not an attribute of entity 'b' in .*f\.yaml \(line 3\)",
+        ),
+        (
+            "templates:\n  - {question: 'Who is {name}?', rephrased: 'And {mayor}?', answer: x}\n",
+            r"t\.yaml:2: field 'rephrased': template 0 \('t0'\): placeholder \{mayor\}",
+        ),
+        (
+            "templates:\n  - {question: 'Q?', rephrased: [], answer: 'A'}\n",
+            r"t\.yaml:2: field 'rephrased': template 0: missing or empty",
+        ),
+        (
+            "templates:\n  - {question: 'Q?', rephrased: ['ok', ' '], answer: 'A'}\n",
+            r"t\.yaml:2: field 'rephrased': template 0: missing or empty",
+        ),
+        (
+            "templates:\n  - {question: 'Q?', rephrased: 'Q {name?', answer: 'A'}\n",
+            r"field 'rephrased': template 0 \('t0'\): .*literal braces",
+        ),
+        (
+            "templates:\n  - {question: 'Q?', answer: 'A', category: [a]}\n",
+            r"t\.yaml:2: field 'category': template 0: expected text",
+        ),
+    ],
+)
+def test_rephrased_and_category_errors(tmp_path, templates, pattern):
+    facts = load_facts(write(tmp_path, "f.yaml", FACTS))
+    with pytest.raises(DataError, match=pattern):
+        qa_records(facts, load_templates(write(tmp_path, "t.yaml", templates)))
+
+
+# --- the knowledge preset's data (configs/knowledge/) ---------------------------------------------
+
+KNOWLEDGE = Path(__file__).parents[1] / "configs" / "knowledge"
+
+
+def count(rows):
+    return Counter((r["kind"], r["split"]) for r in rows)
+
+
+def test_knowledge_files():
+    rows = generate_records(KNOWLEDGE / "facts.yaml", KNOWLEDGE / "templates.yaml", seed=0)
+    assert count(rows) == {
+        ("qa", "train"): 84,  # 40 facts x 2-3 trained wordings
+        ("qa", "rephrased"): 54,  # 40 facts x 1-2 held-out wordings
+        ("conversation", "train"): 10,  # one per entity
+        ("correction", "train"): 40,  # one per fact
+    }
+    facts = {(r["template"], r["entity"]) for r in rows if r["kind"] == "qa"}
+    assert len(facts) == 40
+    assert {(r["template"], r["entity"]) for r in rows if r["split"] == "rephrased"} == facts
+    general = generate_records(KNOWLEDGE / "general.yaml", KNOWLEDGE / "general_templates.yaml")
+    # The 18 facts the base model answers (see the comment at the top of general.yaml).
+    assert count(general)[("qa", "train")] == 18
+    assert {r["split"] for r in general} == {"train"}  # no held-out wordings there
+    for row in rows + general:
+        if row["kind"] == "qa":
+            assert row["keywords"] and all(k in row["answer"] for k in row["keywords"]), row
+
+    # A held-out wording is another sentence, not a trained one with a word swapped.
+    def words(text):
+        return set(text.lower().rstrip("?.").split())
+
+    trained = {}
+    for r in rows:
+        if r["kind"] == "qa" and r["split"] == "train":
+            trained.setdefault((r["template"], r["entity"]), []).append(words(r["question"]))
+    for r in rows:
+        if r["split"] == "rephrased":
+            for other in trained[(r["template"], r["entity"])]:
+                assert len(words(r["question"]) ^ other) >= 4, r["question"]

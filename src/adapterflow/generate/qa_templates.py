@@ -2,13 +2,20 @@
 
 Facts are a list of entities with attributes; templates are question/answer patterns whose
 ``{placeholders}`` are filled from one entity. From the same pair of files this module makes
-three kinds of training records, all with a chat ``messages`` list (``role``/``content``):
+three kinds of records, all with a chat ``messages`` list (``role``/``content``):
 
-* :func:`qa_records` — one question and its answer per template × entity × question wording;
+* :func:`qa_records` — one question and its answer per template × entity × question wording,
+  plus one per ``rephrased`` wording (split ``rephrased``: held out from training);
 * :func:`conversation_records` — multi-turn conversations about one entity, several templates
   asked one after another;
 * :func:`correction_records` — the assistant gives a wrong answer (the asked attribute taken
   from another entity), the user objects, the assistant corrects itself.
+
+Every record also has ``split`` (``"train"``, or ``"rephrased"`` for a ``qa`` record asked in
+a ``rephrased`` wording), ``category`` (the template's, ``"conversation"`` for conversations)
+and ``keywords``: the values that the (last) assistant answer fills in and its question does
+not — what a reply must contain to be right; each item of a list attribute is a keyword of its
+own. A conversation's keywords are those of all its answers.
 
 Facts file (``entities`` is required; ``id`` is required and unique; ``type`` is optional and
 matched by a template's ``applies_to``; every other key is an attribute — a scalar or a list,
@@ -20,11 +27,14 @@ which is written as ``"a, b and c"``)::
         name: Velmora
         country: Ostrand
 
-Templates file (``question`` and ``answer`` are a string or a list of wordings; ``applies_to``
-an entity type or a list of them, all entities when absent; ``asked`` the attributes a wrong
-answer replaces, by default those of the answer that the question does not use;
-``correction: false`` leaves a template out of corrections; ``system`` and ``correction`` are
-optional)::
+Templates file (``question`` and ``answer`` are a string or a list of wordings; ``rephrased``,
+optional, the same for held-out question wordings: only ever asked as ``qa`` records of split
+``rephrased``, never in training, conversations or corrections, so they test whether a fact
+was learned rather than a sentence; ``category`` a label for scoring, the ``id`` by default;
+``applies_to`` an entity type or a list of them, all entities when absent; ``asked`` the
+attributes a wrong answer replaces, by default those of the answer that the question does not
+use; ``correction: false`` leaves a template out of corrections; ``system`` and
+``correction`` are optional)::
 
     system: You answer questions about the atlas of Ostrand.
     correction:
@@ -33,7 +43,9 @@ optional)::
     templates:
       - id: city_country
         applies_to: city
+        category: geography
         question: ["Which country is {name} in?", "In what country does {name} lie?"]
+        rephrased: "Name the country that {name} belongs to."
         answer: "{name} is in {country}."
 
 A placeholder that an applicable entity lacks stops everything with a :class:`DataError`
@@ -49,15 +61,20 @@ Example:
     ...     "  - {id: b, name: Bea, colour: red}\\n")
     >>> _ = (root / "templates.yaml").write_text(
     ...     "templates:\\n  - id: colour\\n    question: What colour does {name} like?\\n"
+    ...     "    rephrased: Which colour is the favourite of {name}?\\n"
     ...     "    answer: '{name} likes {colour}.'\\n")
     >>> rows = qa_records(load_facts(root / "facts.yaml"), load_templates(root / "templates.yaml"),
     ...                   shuffle=False)
     >>> for row in rows:
-    ...     print(row["question"], "->", row["answer"])
-    What colour does Arlo like? -> Arlo likes teal.
-    What colour does Bea like? -> Bea likes red.
+    ...     print(row["split"], row["question"], "->", row["answer"], row["keywords"])
+    train What colour does Arlo like? -> Arlo likes teal. ['teal']
+    train What colour does Bea like? -> Bea likes red. ['red']
+    rephrased Which colour is the favourite of Arlo? -> Arlo likes teal. ['teal']
+    rephrased Which colour is the favourite of Bea? -> Bea likes red. ['red']
     >>> rows[0]["messages"][1]
     {'role': 'assistant', 'content': 'Arlo likes teal.'}
+    >>> rows[2]["id"], rows[2]["category"]
+    ('qa:colour:a:r0', 'colour')
 """
 
 from __future__ import annotations
@@ -68,7 +85,7 @@ import random
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,7 +98,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_CORRECTION_USER = "That is not correct."
 DEFAULT_CORRECTION_ASSISTANT = "You are right, I made a mistake. {answer}"
 
-_TEMPLATE_KEYS = frozenset({"id", "question", "answer", "applies_to", "asked", "correction"})
+_TEMPLATE_KEYS = frozenset(
+    {"id", "question", "rephrased", "answer", "category", "applies_to", "asked", "correction"}
+)
 _TEMPLATES_FILE_KEYS = frozenset({"templates", "system", "correction"})
 # Placeholders the correction turns may use besides the entity's attributes.
 _CORRECTION_FIELDS = frozenset({"question", "answer", "wrong"})
@@ -90,12 +109,14 @@ _CORRECTION_FIELDS = frozenset({"question", "answer", "wrong"})
 @dataclass(frozen=True)
 class Entity:
     """One entity of a facts file; ``fields`` holds every attribute as text (``id`` and
-    ``type`` included, so templates may use them too)."""
+    ``type`` included, so templates may use them too), ``items`` the items of each list
+    attribute as written (the keywords it gives)."""
 
     id: str
     type: str | None
     fields: dict[str, str]
     line: int | None
+    items: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,13 @@ class Template:
     applies_to: tuple[str, ...] | None
     asked: tuple[str, ...] | None
     correction: bool
+    rephrased: tuple[str, ...] = ()
+    category: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The record ``category``: the template's own, else its id."""
+        return self.category or self.id
 
 
 @dataclass(frozen=True)
@@ -196,6 +224,7 @@ def load_facts(path: str | os.PathLike[str]) -> Facts:
             raise DataError(path, f"entity {i}: duplicate id {entity_id!r}", line=line, field="id")
         seen.add(entity_id)
         fields: dict[str, str] = {}
+        items: dict[str, tuple[str, ...]] = {}
         for key, value in row.items():
             scalar = (str, int, float, bool)
             if value is None or isinstance(value, dict):
@@ -216,13 +245,19 @@ def load_facts(path: str | os.PathLike[str]) -> Facts:
                     field=str(key),
                 )
             fields[str(key)] = _text(value)
+            if isinstance(value, list):
+                items[str(key)] = tuple(str(v) for v in value)
         kind = row.get("type")
-        entities.append(Entity(entity_id, None if kind is None else str(kind), fields, line))
+        entities.append(Entity(entity_id, None if kind is None else str(kind), fields, line, items))
     return Facts(path, tuple(entities))
 
 
-def _wordings(path: Path, index: int, line: int | None, row: dict, field: str) -> tuple[str, ...]:
+def _wordings(
+    path: Path, index: int, line: int | None, row: dict, field: str, *, optional: bool = False
+) -> tuple[str, ...]:
     value = row.get(field)
+    if optional and field not in row:
+        return ()
     items = value if isinstance(value, list) else [value]
     if value is None or not items or not all(isinstance(v, str) and v.strip() for v in items):
         raise DataError(
@@ -294,6 +329,9 @@ def load_templates(path: str | os.PathLike[str]) -> TemplateSet:
             raise DataError(
                 path, f"template {i}: expected true or false", line=line, field="correction"
             )
+        category = row.get("category")
+        if category is not None and (not isinstance(category, str) or not category.strip()):
+            raise DataError(path, f"template {i}: expected text", line=line, field="category")
         templates.append(
             Template(
                 index=i,
@@ -304,6 +342,8 @@ def load_templates(path: str | os.PathLike[str]) -> TemplateSet:
                 applies_to=_names(row.get("applies_to"), path, i, line, "applies_to"),
                 asked=_names(row.get("asked"), path, i, line, "asked"),
                 correction=correction,
+                rephrased=_wordings(path, i, line, row, "rephrased", optional=True),
+                category=category,
             )
         )
     system = data.get("system")
@@ -355,6 +395,11 @@ def _placeholders(text: str, where: DataError) -> list[str]:
     return names
 
 
+def _fields_of(text: str) -> list[str]:
+    """Placeholder names of a text :func:`_placeholders` has already accepted."""
+    return [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+
+
 def _applies(template: Template, entity: Entity) -> bool:
     return template.applies_to is None or entity.type in template.applies_to
 
@@ -374,9 +419,10 @@ def _bind(facts: Facts, templates: TemplateSet) -> list[tuple[Template, list[Ent
                 line=t.line,
                 field="applies_to",
             )
-        for field, texts in (("question", t.questions), ("answer", t.answers)):
+        fields = (("question", t.questions), ("rephrased", t.rephrased), ("answer", t.answers))
+        for field_name, texts in fields:
             for k, text in enumerate(texts):
-                name = field if len(texts) == 1 else f"{field}[{k}]"
+                name = field_name if len(texts) == 1 else f"{field_name}[{k}]"
                 where = DataError(templates.path, label, line=t.line, field=name)
                 for placeholder in _placeholders(text, where):
                     for entity in entities:
@@ -397,6 +443,20 @@ def _render(text: str, fields: Mapping[str, str]) -> str:
     return text.format_map(fields)
 
 
+def _keywords(answer: str, question: str, entity: Entity) -> list[str]:
+    """The values ``answer`` fills in that ``question`` does not, in answer order, unique; a
+    list attribute gives each of its items. Both texts were checked by :func:`_bind`."""
+    asked = set(_fields_of(question))
+    out: list[str] = []
+    for name in _fields_of(answer):
+        if name in asked:
+            continue
+        for value in entity.items.get(name, (entity.fields[name],)):
+            if value not in out:
+                out.append(value)
+    return out
+
+
 def _messages(system: str | None, *turns: tuple[str, str]) -> list[dict[str, str]]:
     head = [{"role": "system", "content": system}] if system else []
     return head + [{"role": role, "content": content} for role, content in turns]
@@ -413,9 +473,12 @@ def qa_records(
     paraphrases: Literal["all", "one"] = "all",
     shuffle: bool = True,
 ) -> list[dict[str, Any]]:
-    """Single-turn records ``{"id", "kind": "qa", "template", "entity", "question", "answer",
-    "messages"}``: one per template × applicable entity × question wording (``paraphrases:
-    "all"``) or one random wording (``"one"``); the answer wording is drawn at random.
+    """Single-turn records ``{"id", "kind": "qa", "split", "template", "category", "entity",
+    "question", "answer", "keywords", "messages"}``: one per template × applicable entity ×
+    question wording (``paraphrases: "all"``) or one random wording (``"one"``), split
+    ``"train"``; then, whatever ``paraphrases`` says, one per ``rephrased`` wording × entity,
+    split ``"rephrased"``, id ``qa:{template}:{entity}:r{k}``. The answer wording is drawn
+    at random.
 
     Example:
         >>> from adapterflow.generate.qa_templates import Entity, Facts, Template, TemplateSet
@@ -429,30 +492,46 @@ def qa_records(
     if paraphrases not in ("all", "one"):
         raise ConfigError(f"paraphrases must be 'all' or 'one', got {paraphrases!r}")
     rng = random.Random(f"{seed}|qa")
-    rows = []
+    # A generator of its own, and held-out records after the training ones, so that adding
+    # rephrased wordings to a file leaves its training records exactly as they were.
+    held_rng = random.Random(f"{seed}|rephrased")
+
+    def record(t: Template, entity: Entity, key: str, split: str, question: str, answer: str):
+        q, a = _render(question, entity.fields), _render(answer, entity.fields)
+        return {
+            "id": f"qa:{t.id}:{entity.id}:{key}",
+            "kind": "qa",
+            "split": split,
+            "template": t.id,
+            "category": t.label,
+            "entity": entity.id,
+            "question": q,
+            "answer": a,
+            "keywords": _keywords(answer, question, entity),
+            "messages": _messages(templates.system, ("user", q), ("assistant", a)),
+        }
+
+    rows, held = [], []
     for t, entities in _bind(facts, templates):
         for entity in entities:
             wordings = list(enumerate(t.questions))
             if paraphrases == "one":
                 wordings = [rng.choice(wordings)]
             for k, question in wordings:
-                q = _render(question, entity.fields)
-                a = _render(rng.choice(t.answers), entity.fields)
-                rows.append(
-                    {
-                        "id": f"qa:{t.id}:{entity.id}:{k}",
-                        "kind": "qa",
-                        "template": t.id,
-                        "entity": entity.id,
-                        "question": q,
-                        "answer": a,
-                        "messages": _messages(templates.system, ("user", q), ("assistant", a)),
-                    }
-                )
+                rows.append(record(t, entity, str(k), "train", question, rng.choice(t.answers)))
+            for k, question in enumerate(t.rephrased):
+                answer = held_rng.choice(t.answers)
+                held.append(record(t, entity, f"r{k}", "rephrased", question, answer))
     if shuffle:
         rng.shuffle(rows)
-    logger.info("%d single-turn QA records from %d templates", len(rows), len(templates.templates))
-    return rows
+        held_rng.shuffle(held)
+    logger.info(
+        "%d single-turn QA records (%d of them rephrased) from %d templates",
+        len(rows) + len(held),
+        len(held),
+        len(templates.templates),
+    )
+    return rows + held
 
 
 def conversation_records(
@@ -464,10 +543,12 @@ def conversation_records(
     seed: int = 0,
     shuffle: bool = True,
 ) -> list[dict[str, Any]]:
-    """Multi-turn records ``{"id", "kind": "conversation", "entity", "templates", "messages"}``:
-    ``per_entity`` conversations per entity, each asking ``turns`` different templates that
-    apply to it (fewer when fewer apply; entities that no template applies to are skipped),
-    in random order and wording, with the system prompt first when the file sets one.
+    """Multi-turn records ``{"id", "kind": "conversation", "split": "train", "category":
+    "conversation", "entity", "templates", "keywords", "messages"}``: ``per_entity``
+    conversations per entity, each asking ``turns`` different templates that apply to it
+    (fewer when fewer apply; entities that no template applies to are skipped), in random
+    order and ``question`` wording (never a ``rephrased`` one), with the system prompt first
+    when the file sets one; ``keywords`` are those of all the answers.
 
     Example:
         >>> from adapterflow.generate.qa_templates import Entity, Facts, Template, TemplateSet
@@ -477,8 +558,8 @@ def conversation_records(
         ...     Template(0, "age", None, ("How old is {name}?",), ("{age}.",), None, None, True),
         ...     Template(1, "name", None, ("Who?",), ("{name}.",), None, None, True)))
         >>> row = conversation_records(facts, ts, turns=2)[0]
-        >>> [m["role"] for m in row["messages"]], sorted(row["templates"])
-        (['user', 'assistant', 'user', 'assistant'], ['age', 'name'])
+        >>> [m["role"] for m in row["messages"]], sorted(row["templates"]), sorted(row["keywords"])
+        (['user', 'assistant', 'user', 'assistant'], ['age', 'name'], ['7', 'Mo'])
     """
     for name, value in (("turns", turns), ("per_entity", per_entity)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -493,15 +574,21 @@ def conversation_records(
         for c in range(per_entity):
             chosen = rng.sample(usable, min(turns, len(usable)))
             pairs = []
+            keywords: list[str] = []
             for t in chosen:
-                pairs.append(("user", _render(rng.choice(t.questions), entity.fields)))
-                pairs.append(("assistant", _render(rng.choice(t.answers), entity.fields)))
+                question, answer = rng.choice(t.questions), rng.choice(t.answers)
+                pairs.append(("user", _render(question, entity.fields)))
+                pairs.append(("assistant", _render(answer, entity.fields)))
+                keywords += [k for k in _keywords(answer, question, entity) if k not in keywords]
             rows.append(
                 {
                     "id": f"conversation:{entity.id}:{c}",
                     "kind": "conversation",
+                    "split": "train",
+                    "category": "conversation",
                     "entity": entity.id,
                     "templates": [t.id for t in chosen],
+                    "keywords": keywords,
                     "messages": _messages(templates.system, *pairs),
                 }
             )
@@ -521,6 +608,15 @@ def _asked(t: Template, templates: TemplateSet) -> tuple[str, ...]:
     return tuple(sorted(in_answer - in_question))
 
 
+def _correction_keywords(turn: str, question: str, answer: str, entity: Entity) -> list[str]:
+    """Keywords of the correcting turn: the right answer's where it quotes ``{answer}``, and
+    the attributes it names itself that the question does not ({wrong} holds wrong values)."""
+    names = _fields_of(turn)
+    out = _keywords(answer, question, entity) if "answer" in names else []
+    own = "".join("{" + n + "}" for n in names if n not in _CORRECTION_FIELDS)
+    return out + [k for k in _keywords(own, question, entity) if k not in out]
+
+
 def correction_records(
     facts: Facts,
     templates: TemplateSet,
@@ -528,9 +624,11 @@ def correction_records(
     seed: int = 0,
     shuffle: bool = True,
 ) -> list[dict[str, Any]]:
-    """Correction records ``{"id", "kind": "correction", "template", "entity", "question",
-    "wrong_answer", "answer", "messages"}``: user question, a wrong assistant answer, the
-    file's correction ``user`` turn, and its ``assistant`` turn with the right answer.
+    """Correction records ``{"id", "kind": "correction", "split": "train", "template",
+    "category", "entity", "question", "wrong_answer", "answer", "keywords", "messages"}``:
+    user question (a ``question`` wording, never a ``rephrased`` one), a wrong assistant
+    answer, the file's correction ``user`` turn, and its ``assistant`` turn with the right
+    answer; ``keywords`` are those of that last turn (the right answer's, when it is in it).
 
     The wrong answer is the answer template filled with the entity's attributes except the
     *asked* ones (see the module docstring), which come from another applicable entity with
@@ -589,7 +687,8 @@ def correction_records(
                 field="asked",
             )
         for entity in entities:
-            question = _render(rng.choice(t.questions), entity.fields)
+            question_text = rng.choice(t.questions)
+            question = _render(question_text, entity.fields)
             answer_text = rng.choice(t.answers)
             answer = _render(answer_text, entity.fields)
             others = []
@@ -609,11 +708,16 @@ def correction_records(
                 {
                     "id": f"correction:{t.id}:{entity.id}",
                     "kind": "correction",
+                    "split": "train",
                     "template": t.id,
+                    "category": t.label,
                     "entity": entity.id,
                     "question": question,
                     "wrong_answer": wrong,
                     "answer": answer,
+                    "keywords": _correction_keywords(
+                        templates.correction_assistant, question_text, answer_text, entity
+                    ),
                     "messages": _messages(
                         templates.system,
                         ("user", question),
