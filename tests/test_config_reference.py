@@ -236,6 +236,6 @@ def test_undescribed_names_what_lacks_a_description():
 
 def test_unsupported_if_is_refused():
     schema = copy.deepcopy(TINY)
-    schema["definitions"]["source"]["allOf"][0]["if"] = {"required": ["url"]}
+    schema["definitions"]["source"]["allOf"][0]["if"] = {"required": ["url", "kind"]}
     with pytest.raises(ValueError, match="unsupported if"):
         render_reference(schema)

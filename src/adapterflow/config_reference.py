@@ -183,9 +183,12 @@ class _Renderer:
 
     def branch(self, node: Mapping[str, Any], part: Mapping[str, Any], prefix: str) -> _Table:
         key, values = _condition(part["if"])
-        shown = ", ".join(_code(v) for v in values[:-1])
-        shown = f"{shown} or {_code(values[-1])}" if shown else _code(values[-1])
-        table = _Table(f"When `{prefix}{key}` is {shown}")
+        if values is None:
+            table = _Table(f"When `{prefix}{key}` is given")
+        else:
+            shown = ", ".join(_code(v) for v in values[:-1])
+            shown = f"{shown} or {_code(values[-1])}" if shown else _code(values[-1])
+            table = _Table(f"When `{prefix}{key}` is {shown}")
         then, _ = self.resolve(part["then"])
         if then.get("description"):
             table.intro.append(_prose(then["description"]))
@@ -195,8 +198,11 @@ class _Renderer:
         return table
 
 
-def _condition(condition: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """``if: {properties: {kind: {const: url}}}`` -> ``("kind", ["url"])`` (or an ``enum``)."""
+def _condition(condition: Mapping[str, Any]) -> tuple[str, list[Any] | None]:
+    """``if: {properties: {kind: {const: url}}}`` -> ``("kind", ["url"])`` (or an ``enum``);
+    ``if: {required: [sft]}`` -> ``("sft", None)`` (the key is given)."""
+    if set(condition) == {"required"} and len(condition["required"]) == 1:
+        return condition["required"][0], None
     props = condition.get("properties", {})
     if len(props) != 1:
         raise ValueError(f"unsupported if: {dict(condition)!r} (one property with const/enum)")

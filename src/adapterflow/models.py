@@ -57,6 +57,7 @@ import numpy as np
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import sha256_file
 from adapterflow.runtime import pick_device
+from adapterflow.settings import ModelSettings
 
 if TYPE_CHECKING:
     import torch
@@ -226,8 +227,9 @@ def load_encoder(
 
     ``model_cfg["path"]`` is resolved with :func:`~adapterflow.models.resolve_model_path`
     (``pypi:<package>``, a local directory or a hub id). ``max_seq_length`` (when set) caps the
-    tokens per text; ``pooling`` (``mean``, ``cls`` or ``last_token``, default ``mean``)
-    replaces the model's Pooling module when the model was saved with another mode. ``adapter``
+    tokens per text; ``pooling`` (``mean``, ``cls`` or ``last_token``; absent: the schema's
+    default, :class:`~adapterflow.settings.ModelSettings`) replaces the model's Pooling module
+    when the model was saved with another mode. ``adapter``
     is a PEFT directory (``adapter_config.json`` + ``adapter_model.safetensors``, as training
     writes it); its weights are injected into the underlying transformer with
     ``model.load_adapter``, frozen, on the base resolved here — the base path the adapter
@@ -262,17 +264,18 @@ def load_encoder(
 
 def pooling_mode(model_cfg: Mapping[str, Any]) -> str:
     """The sentence-transformers ``Pooling`` mode of a ``models:`` block's ``pooling`` (``mean``,
-    ``cls`` or ``last_token``; default ``mean``).
+    ``cls`` or ``last_token``; absent: the schema's default).
 
     Example:
         >>> from adapterflow.models import pooling_mode
         >>> pooling_mode({"pooling": "last_token"}), pooling_mode({})
         ('lasttoken', 'mean')
     """
-    pooling = str(model_cfg.get("pooling", "mean"))
-    if pooling not in POOLING_MODES:
+    # Ahead of the schema's check, so that a bad name keeps the message callers know.
+    if "pooling" in model_cfg and str(model_cfg["pooling"]) not in POOLING_MODES:
+        pooling = str(model_cfg["pooling"])
         raise ConfigError(f"pooling {pooling!r} is not one of {sorted(POOLING_MODES)}")
-    return POOLING_MODES[pooling]
+    return POOLING_MODES[ModelSettings.from_block(model_cfg).pooling]
 
 
 def configure_encoder(model: SentenceTransformer, model_cfg: Mapping[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Each converter reads files under a dataset's raw directory and returns a layout object with
 raw (uncleaned) text; :func:`adapterflow.data.prepare.prepare_dataset` then cleans, removes
 duplicates, splits and checks leakage the same way for every format. Register a new format
-with :func:`adapterflow.data.registry.converter`; the ``hf_*`` formats are in
+with :func:`adapterflow.data.registry.converter`, with the defaults of its options (the
+registrations below are where they are written); the ``hf_*`` formats are in
 :mod:`adapterflow.data.hf_converters`, imported here so that :func:`convert` knows them.
 
 Example:
@@ -27,7 +28,7 @@ from typing import Any
 
 from adapterflow.data import hf_converters  # noqa: F401  (registers the hf_* formats)
 from adapterflow.data.layouts import Dataset, PairSet, RetrievalSet, TripletSet
-from adapterflow.data.registry import FORMATS, converter
+from adapterflow.data.registry import FORMATS, Format, converter
 from adapterflow.data.text import strip_wikitext
 from adapterflow.errors import DataError
 
@@ -35,11 +36,18 @@ logger = logging.getLogger(__name__)
 
 
 def convert(fmt: str, raw_dir: Path, options: Mapping[str, Any]) -> Dataset:
-    """Run the converter registered as ``fmt`` on ``raw_dir``."""
+    """Run the converter registered as ``fmt`` on ``raw_dir``, with ``options`` and the
+    format's defaults for those left out."""
+    registered = find_format(fmt, raw_dir)
+    return registered.fn(Path(raw_dir), {**registered.defaults, **options})
+
+
+def find_format(fmt: str, raw_dir: Path) -> Format:
+    """The format registered as ``fmt``; any other name is a :class:`DataError` on ``raw_dir``."""
     if fmt not in FORMATS:
         known = ", ".join(sorted(FORMATS))
         raise DataError(raw_dir, f"unknown prepare format {fmt!r}; known: {known}", field="format")
-    return FORMATS[fmt].fn(Path(raw_dir), options)
+    return FORMATS[fmt]
 
 
 def find_file(raw_dir: Path, pattern: str) -> Path:
@@ -149,16 +157,21 @@ def _passages(paragraphs: list[str], max_chars: int) -> Iterator[str]:
         yield "\n\n".join(current)
 
 
-@converter("mediawiki_xml", "retrieval", corpus_only=True)
+@converter(
+    "mediawiki_xml",
+    "retrieval",
+    corpus_only=True,
+    defaults={"file": "*.xml*", "max_chars": 1200, "min_chars": 200},
+)
 def convert_mediawiki_xml(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A MediaWiki XML dump (optionally .bz2) → passages ``{"_id","title","section","text"}``.
 
-    Options: ``file`` (glob, default ``*.xml*``), ``max_chars`` (default 1200) per passage,
-    ``min_chars`` (default 200): shorter passages (stubs, list leftovers) are skipped and counted.
+    Options: ``file`` (glob), ``max_chars`` per passage, ``min_chars``: shorter passages
+    (stubs, list leftovers) are skipped and counted.
     """
-    path = find_file(raw_dir, options.get("file", "*.xml*"))
-    max_chars = int(options.get("max_chars", 1200))
-    min_chars = int(options.get("min_chars", 200))
+    path = find_file(raw_dir, options["file"])
+    max_chars = int(options["max_chars"])
+    min_chars = int(options["min_chars"])
     corpus: dict[str, dict[str, Any]] = {}
     pages = short = 0
     for page_id, title, wikitext in _iter_mediawiki_pages(path):
@@ -206,15 +219,17 @@ def _csv_rows(
             raise DataError(path, f"malformed CSV ({err})", line=reader.line_num + 1) from None
 
 
-@converter("csv_beir", "retrieval", one_split=True)
+@converter(
+    "csv_beir", "retrieval", one_split=True, defaults={"split_name": "test", "encoding": "utf-8"}
+)
 def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A CSV with one document per row → BEIR: a query from one column, the document from
     another, each query relevant (score 1) to its own row's document.
 
     Options: ``file``; ``id_column``; ``query_column`` (e.g. the title); ``text_column``;
     optional ``title_column`` for the document title (leave unset when the title is the query,
-    or retrieval becomes string matching); ``split_name`` (default ``test``) when the prepare
-    step does not re-split. Rows with an empty query or text are skipped and counted.
+    or retrieval becomes string matching); ``split_name`` when the prepare step does not
+    re-split; ``encoding``. Rows with an empty query or text are skipped and counted.
     """
     path = find_file(raw_dir, options["file"])
     id_col, query_col, text_col = (
@@ -228,7 +243,7 @@ def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     qrels: dict[str, dict[str, int]] = {}
     skipped = 0
     csv.field_size_limit(1 << 27)
-    encoding = options.get("encoding", "utf-8")
+    encoding = options["encoding"]
     try:
         rows = _csv_rows(path, encoding, (id_col, query_col, text_col, title_col))
         for line, row in rows:
@@ -260,18 +275,28 @@ def convert_csv_beir(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     return RetrievalSet(
         corpus,
         queries,
-        {options.get("split_name", "test"): qrels},
+        {options["split_name"]: qrels},
         dropped={"rows_without_query_or_text": skipped} if skipped else {},
     )
 
 
-@converter("lee_pairs", "pairs", one_split=True)
+@converter(
+    "lee_pairs",
+    "pairs",
+    one_split=True,
+    defaults={
+        "documents": "lee.cor",
+        "similarities": "similarities0-1.txt",
+        "encoding": "utf-8",
+        "split_name": "test",
+    },
+)
 def convert_lee_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     """Lee et al. (2005) document similarity: ``lee.cor`` (one document per line) and an
     upper-triangular matrix of mean human scores in [0, 1] → all n·(n−1)/2 document pairs."""
-    docs_path = find_file(raw_dir, options.get("documents", "lee.cor"))
-    matrix_path = find_file(raw_dir, options.get("similarities", "similarities0-1.txt"))
-    encoding = options.get("encoding", "utf-8")
+    docs_path = find_file(raw_dir, options["documents"])
+    matrix_path = find_file(raw_dir, options["similarities"])
+    encoding = options["encoding"]
     docs = [line.strip() for line in read_text(docs_path, encoding).splitlines()]
     docs = [d for d in docs if d]
     matrix: list[list[float]] = []
@@ -297,19 +322,22 @@ def convert_lee_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
             if not 0.0 <= matrix[i][j] <= 1.0:
                 raise DataError(matrix_path, f"score {matrix[i][j]} outside [0, 1]", line=i + 1)
             pairs.append({"sentence1": docs[i], "sentence2": docs[j], "score": matrix[i][j]})
-    return PairSet({options.get("split_name", "test"): pairs})
+    return PairSet({options["split_name"]: pairs})
 
 
-@converter("word_pairs_tsv", "pairs", one_split=True)
+@converter(
+    "word_pairs_tsv",
+    "pairs",
+    one_split=True,
+    defaults={"score_max": 10.0, "encoding": "utf-8", "split_name": "test"},
+)
 def convert_word_pairs_tsv(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     """Word-similarity TSV (SimLex-999, WordSim-353): ``word1 word2 score``, ``#`` comments;
-    scores are divided by ``score_max`` (default 10) to land in [0, 1]."""
+    scores are divided by ``score_max`` to land in [0, 1]."""
     path = find_file(raw_dir, options["file"])
-    score_max = float(options.get("score_max", 10.0))
+    score_max = float(options["score_max"])
     pairs = []
-    for number, line in enumerate(
-        read_text(path, options.get("encoding", "utf-8")).splitlines(), start=1
-    ):
+    for number, line in enumerate(read_text(path, options["encoding"]).splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.split("\t")
@@ -331,4 +359,4 @@ def convert_word_pairs_tsv(raw_dir: Path, options: Mapping[str, Any]) -> PairSet
         pairs.append(
             {"sentence1": fields[0].strip(), "sentence2": fields[1].strip(), "score": score}
         )
-    return PairSet({options.get("split_name", "test"): pairs})
+    return PairSet({options["split_name"]: pairs})

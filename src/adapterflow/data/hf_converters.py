@@ -17,7 +17,9 @@ Options common to all three:
   a split not in the mapping keeps its name, one mapped to ``null`` is left out.
 - ``split_name``: the split a single saved ``Dataset`` (a source with ``split:`` set) becomes;
   default: the source's ``split`` from the raw manifest when it is a plain name, else ``test``.
-- ``root``: the saved directory below ``raw_dir`` (default ``hf``).
+- ``root``: the saved directory below ``raw_dir`` (default :data:`HF_ROOT`).
+
+The other options' defaults are registered with each format below.
 
 Column options name a column, or a field inside a struct column with a dotted path
 (``translation.sn``). Rows with a missing or ``None`` value are skipped and counted (one log
@@ -55,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MISSING = object()
+#: Where the ``hf`` fetcher saves the dataset below ``raw_dir``: option ``root``'s default.
+HF_ROOT = "hf"
 
 
 # --- shared helpers ---------------------------------------------------------------------------
@@ -76,7 +80,7 @@ def _load_splits(raw_dir: Path, options: Mapping[str, Any]) -> Iterator[tuple[st
     """Yield ``(our split name, path for messages, datasets.Dataset)`` in the saved order."""
     import datasets  # pulls in pyarrow and pandas: only when an hf format is prepared
 
-    root = Path(raw_dir) / options.get("root", "hf")
+    root = Path(raw_dir) / options["root"]
     if not root.is_dir():
         raise DataError(
             root, "no saved dataset here; hf_* formats read what a source of kind 'hf' fetched"
@@ -175,25 +179,32 @@ def _log_skipped(fmt: str, kept: Mapping[str, int], skipped: Counter[str]) -> No
 # --- hf_pairs ---------------------------------------------------------------------------------
 
 
-@converter("hf_pairs", "pairs")
+@converter(
+    "hf_pairs",
+    "pairs",
+    defaults={
+        "sentence1": "sentence1",
+        "sentence2": "sentence2",
+        "score": "score",
+        "score_scale": 1.0,
+        "root": HF_ROOT,
+    },
+)
 def convert_hf_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
     """Scored sentence pairs, e.g. ``sentence-transformers/stsb``.
 
-    Options: ``sentence1``, ``sentence2``, ``score`` (column names, defaults the same);
-    ``score_scale`` (scores are divided by it to land in [0, 1], default 1.0); ``label``
-    (optional 0/1 column kept as ``"label"``; with ``score: null`` the label is the score).
+    Options: ``sentence1``, ``sentence2``, ``score`` (column names); ``score_scale`` (scores
+    are divided by it to land in [0, 1]); ``label`` (optional 0/1 column kept as ``"label"``;
+    with ``score: null`` the label is the score).
     """
-    score_col = options.get("score", "score")
+    score_col = options["score"]
     label_col = options.get("label")
     if score_col is None and not label_col:
         raise DataError(raw_dir, "score: null needs a label column", field="score")
-    scale = float(options.get("score_scale", 1.0))
+    scale = float(options["score_scale"])
     if not scale > 0:
         raise DataError(raw_dir, f"must be > 0, got {scale}", field="score_scale")
-    fields: dict[str, str] = {
-        "sentence1": options.get("sentence1", "sentence1"),
-        "sentence2": options.get("sentence2", "sentence2"),
-    }
+    fields: dict[str, str] = {"sentence1": options["sentence1"], "sentence2": options["sentence2"]}
     if score_col is not None:
         fields["score"] = score_col
     if label_col:
@@ -252,17 +263,21 @@ def convert_hf_pairs(raw_dir: Path, options: Mapping[str, Any]) -> PairSet:
 # --- hf_triplets ------------------------------------------------------------------------------
 
 
-@converter("hf_triplets", "triplets")
+@converter(
+    "hf_triplets",
+    "triplets",
+    defaults={"anchor": "anchor", "positive": "positive", "negative": "negative", "root": HF_ROOT},
+)
 def convert_hf_triplets(raw_dir: Path, options: Mapping[str, Any]) -> TripletSet:
     """Training triplets, e.g. ``sentence-transformers/all-nli`` (subset ``triplet``).
 
-    Options: ``anchor``, ``positive``, ``negative`` (column names, defaults the same);
-    ``negative`` may list several columns (``[negative_1, negative_2]``), which become a list.
+    Options: ``anchor``, ``positive``, ``negative`` (column names); ``negative`` may list
+    several columns (``[negative_1, negative_2]``), which become a list.
     """
-    negative = options.get("negative", "negative")
+    negative = options["negative"]
     fields: dict[str, str | list[str]] = {
-        "anchor": options.get("anchor", "anchor"),
-        "positive": options.get("positive", "positive"),
+        "anchor": options["anchor"],
+        "positive": options["positive"],
         "negative": negative,
     }
     several = not isinstance(negative, str)
@@ -301,7 +316,7 @@ def convert_hf_triplets(raw_dir: Path, options: Mapping[str, Any]) -> TripletSet
 # --- hf_parallel ------------------------------------------------------------------------------
 
 
-@converter("hf_parallel", "retrieval")
+@converter("hf_parallel", "retrieval", defaults={"root": HF_ROOT})
 def convert_hf_parallel(raw_dir: Path, options: Mapping[str, Any]) -> RetrievalSet:
     """A parallel corpus as BEIR retrieval: query = source sentence, document = its translation.
 

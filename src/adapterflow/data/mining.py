@@ -22,7 +22,8 @@ false negative), none in ``not_negatives`` of its anchor (e.g. the document an i
 anchor was cut from), none in ``held_out``. Rows with a held-out anchor or positive, duplicate
 rows and rows left with fewer than ``k`` negatives are dropped and counted. ``k = 0`` passes
 the pairs through without negatives (in-batch negatives only). The same ``seed`` gives the
-same rows.
+same rows. Options left out take the defaults registered with the strategy (the registrations
+below are where they are written).
 
 Example:
     >>> from adapterflow.data.mining import mine_triplets
@@ -61,6 +62,7 @@ from adapterflow.data.registry import (
 )
 from adapterflow.data.text import format_counts, split_sentences, truncate
 from adapterflow.errors import ConfigError, DataError
+from adapterflow.settings import PairsSettings, TripletsSettings
 
 logger = logging.getLogger(__name__)
 
@@ -149,16 +151,16 @@ def _random(job: MiningJob) -> list[list[str]]:
     ]
 
 
-@mining_strategy("positional", options={"min_distance"}, uses_pool=False)
+@mining_strategy("positional", defaults={"min_distance": 10}, uses_pool=False)
 def _positional(job: MiningJob) -> list[list[str]]:
-    """k positives of rows at least ``min_distance`` (default 10) input rows away.
+    """k positives of rows at least ``min_distance`` input rows away.
 
     Positions are the rows' order in the input file: make the pairs with ``shuffle: false`` so
     that the order is the source's (verse order, for Itihasa).
     """
     if job.options.get("corpus"):
         raise ConfigError("positional mining: corpus texts have no position; leave corpus unset")
-    distance = int(job.options.get("min_distance", 10))
+    distance = int(job.options["min_distance"])
     if distance < 1:
         raise ConfigError(f"positional mining: min_distance must be at least 1, got {distance}")
     rng = random.Random(job.seed)
@@ -182,17 +184,21 @@ def _positional(job: MiningJob) -> list[list[str]]:
 BM25_RANKS, DENSE_RANKS = (0, 100), (0, None)
 
 
-@mining_strategy("bm25", options={"range_min", "range_max", "stopwords"}, ranks=BM25_RANKS)
+@mining_strategy(
+    "bm25",
+    defaults={"range_min": BM25_RANKS[0], "range_max": BM25_RANKS[1], "stopwords": "en"},
+    ranks=BM25_RANKS,
+)
 def _bm25(job: MiningJob) -> list[list[str]]:
-    """The pool ranked by BM25 (bm25s) against the anchor; ranks ``range_min`` (default 0) to
-    ``range_max`` (default 100) count, hits with no term in common (score 0) never do.
-    ``stopwords`` (default ``"en"``) is passed to ``bm25s.tokenize``; no stemming."""
+    """The pool ranked by BM25 (bm25s) against the anchor; ranks ``range_min`` to
+    ``range_max`` count, hits with no term in common (score 0) never do. ``stopwords`` is
+    passed to ``bm25s.tokenize``; no stemming."""
     import bm25s
 
-    range_min = int(job.options.get("range_min", BM25_RANKS[0]))
-    range_max = int(job.options.get("range_max", BM25_RANKS[1]))
+    range_min = int(job.options["range_min"])
+    range_max = int(job.options["range_max"])
     _check_range(range_min, range_max, job.k, "bm25")
-    stopwords = job.options.get("stopwords", "en")
+    stopwords = job.options["stopwords"]
     anchors = list(dict.fromkeys(row.anchor for row in job.rows))
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(job.pool, stopwords=stopwords, show_progress=False))
@@ -492,13 +498,14 @@ def mine_triplets(
     """Add ``k`` negatives to each of ``pairs`` with ``strategy``; return the rows (in input
     order) and the number of input rows dropped per reason.
 
-    ``options`` are the strategy's (see the module docstring and each strategy) plus
-    ``corpus``: extra candidate texts joining the pool of positives, a list of strings or a
-    mapping from a corpus name (for the log) to its list of strings. ``model`` is the
-    SentenceTransformer for ``dense``. ``held_out`` texts are never negatives, and rows with a
-    held-out anchor or positive are dropped. ``not_negatives`` maps an anchor to more texts
-    that are never its negatives (:func:`anchor_sources`). Input rows may carry a ``negative``
-    already; only ``given`` uses it. One line logs the pool: its size and where it came from.
+    ``options`` are the strategy's (see the module docstring and each strategy; those left
+    out take its registered defaults) plus ``corpus``: extra candidate texts joining the pool
+    of positives, a list of strings or a mapping from a corpus name (for the log) to its list
+    of strings. ``model`` is the SentenceTransformer for ``dense``. ``held_out`` texts are
+    never negatives, and rows with a held-out anchor or positive are dropped.
+    ``not_negatives`` maps an anchor to more texts that are never its negatives
+    (:func:`anchor_sources`). Input rows may carry a ``negative`` already; only ``given`` uses
+    it. One line logs the pool: its size and where it came from.
 
     Example:
         >>> from adapterflow.data.mining import mine_triplets
@@ -512,8 +519,8 @@ def mine_triplets(
         >>> dict(dropped)  # "tax law" shares no word with another candidate
         {'too_few_negatives': 1}
     """
-    options = dict(options or {})
-    registered = lookup(MINING_STRATEGIES, "mining", strategy, options)
+    registered = lookup(MINING_STRATEGIES, "mining", strategy, options or {})
+    options = registered.with_defaults(options or {})
     if k < 0:
         raise ConfigError(f"mining: k must be at least 0, got {k}")
     sources = _corpus_sources(options.get("corpus"))
@@ -648,19 +655,19 @@ def _log_summary(
 def mine_triplets_file(
     pairs: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    mining: Mapping[str, Any],
+    mining: TripletsSettings | Mapping[str, Any],
     *,
     model: Mapping[str, Any] | None = None,
     dataset: str | os.PathLike[str] | None = None,
     corpus: str | os.PathLike[str] | None = None,
-    pairs_block: Mapping[str, Any] | None = None,
+    pairs_block: PairsSettings | Mapping[str, Any] | None = None,
     held_out_splits: Iterable[Sequence[str]] = (),
     declared_held_out: Iterable[str | os.PathLike[str]] | None = None,
 ) -> int:
     """Rule ``mine_triplets``: read the ``pairs`` file, gather the candidate pool and the
-    held-out texts, mine as the ``mining`` block says (``strategy``, ``k``, ``options``,
-    ``seed``; other keys are ignored) and write the rows to ``out`` atomically; returns the
-    row count.
+    held-out texts, mine as the ``mining`` block (a ``triplets`` block) says (``strategy``,
+    ``k``, ``options``, ``seed``; its other keys are the rule's business) and write the rows
+    to ``out`` atomically; returns the row count.
 
     The pool (:func:`pool_corpora`) is the pairs' positives, plus the documents of
     ``dataset`` (the pairs' prepared dataset, when it has a corpus) and of ``corpus`` (another
@@ -686,10 +693,11 @@ def mine_triplets_file(
         >>> [len(row["negative"]) for row in read_pairs(root / "triplets.jsonl")]
         [2, 2, 2, 2]
     """
-    strategy, k = mining["strategy"], int(mining.get("k", 1))
-    options = dict(mining.get("options") or {})
+    settings = TripletsSettings.from_block(mining)
+    pairs_settings = PairsSettings.from_block(pairs_block)
+    strategy, k = settings.strategy, settings.k
+    options = dict(settings.options)
     use_corpus = options.pop("corpus", None)
-    pairs_block = pairs_block or {}
     rows = read_pairs(pairs)
     held_out = set(held_out_from_splits(held_out_splits, declared_held_out))
     logger.info("%d pairs, %d held-out texts", len(rows), len(held_out))
@@ -699,8 +707,8 @@ def mine_triplets_file(
         dataset=dataset,
         corpus=corpus,
         use_corpus=use_corpus,
-        pairs_strategy=pairs_block.get("strategy"),
-        max_chars=(pairs_block.get("options") or {}).get("max_chars"),
+        pairs_strategy=pairs_settings.strategy,
+        max_chars=pairs_settings.options.get("max_chars"),
         held_out=held_out,
     )
     not_negatives = None
@@ -710,7 +718,7 @@ def mine_triplets_file(
             texts.setdefault(found.name, []).extend(found.texts)
             held_out |= found.held_out
         options["corpus"] = texts
-        if _pairs_flag(pairs_block.get("strategy"), "anchor_from_document"):
+        if _pairs_flag(pairs_settings.strategy, "anchor_from_document"):
             not_negatives = anchor_sources(
                 [row["anchor"] for row in rows], corpora, [row["positive"] for row in rows]
             )
@@ -726,7 +734,7 @@ def mine_triplets_file(
         strategy,
         k=k,
         options=options,
-        seed=int(mining.get("seed", 0)),
+        seed=settings.seed,
         model=encoder,
         held_out=held_out,
         not_negatives=not_negatives,

@@ -1,7 +1,8 @@
 """Training pairs ``{"anchor", "positive"}`` from a prepared dataset (rule ``make_pairs``).
 
 A *strategy* turns one layout into pairs; register a new one with
-:func:`adapterflow.data.registry.pair_strategy`:
+:func:`adapterflow.data.registry.pair_strategy`, which also holds the defaults of its options
+(the registrations below are where they are written):
 
 * ``qrels`` — retrieval: query text → each relevant (grade > 0) document, in qrels order;
 * ``title_text`` — retrieval corpus: document title → document text;
@@ -72,6 +73,7 @@ from adapterflow.data.registry import (
 from adapterflow.data.text import format_counts, split_sentences, truncate
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_file, read_jsonl, write_jsonl
+from adapterflow.settings import PairsSettings
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +85,14 @@ def _document_text(doc: Mapping[str, Any]) -> str:
 
 
 def _split(dataset_dir: Path, splits: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
-    name = str(options.get("split", "train"))
+    name = str(options["split"])
     if name not in splits:
         have = ", ".join(sorted(splits)) or "none"
         raise DataError(dataset_dir, f"no split {name!r} (splits: {have})", field="split")
     return splits[name]
 
 
-@pair_strategy("qrels", "retrieval", {"split"})
+@pair_strategy("qrels", "retrieval", defaults={"split": "train"})
 def _qrels(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """Query → each document judged relevant (grade > 0) in the split."""
     data = strategy_input(dataset_dir, "qrels")
@@ -117,12 +119,14 @@ def _title_text(dataset_dir: Path, options: Mapping[str, Any], seed: int, droppe
         yield {"anchor": title, "positive": doc["text"]}, _doc_sources(doc)
 
 
-@pair_strategy("heading_section", "retrieval", {"require_section"}, text_positives=True)
+@pair_strategy(
+    "heading_section", "retrieval", defaults={"require_section": False}, text_positives=True
+)
 def _heading_section(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """``"{title}: {section}"`` (the title alone without a section) → passage text; one
     warning counts the passages whose heading fell back to the title."""
     data = strategy_input(dataset_dir, "heading_section")
-    require_section = bool(options.get("require_section", False))
+    require_section = bool(options["require_section"])
     title_only = 0
     for doc in data.corpus.values():
         title = (doc.get("title") or "").strip()
@@ -148,7 +152,7 @@ def _heading_section(dataset_dir: Path, options: Mapping[str, Any], seed: int, d
 @pair_strategy(
     "inverse_cloze",
     "retrieval",
-    {"keep_probability"},
+    defaults={"keep_probability": 0.0},
     text_positives=True,
     anchor_from_document=True,
 )
@@ -156,7 +160,7 @@ def _inverse_cloze(dataset_dir: Path, options: Mapping[str, Any], seed: int, dro
     """One sentence → the passage without it; with ``keep_probability`` the sentence stays in
     (Lee et al. keep it 10 % of the time, so the model also learns plain word overlap)."""
     data = strategy_input(dataset_dir, "inverse_cloze")
-    keep_probability = float(options.get("keep_probability", 0.0))
+    keep_probability = float(options["keep_probability"])
     if not 0.0 <= keep_probability <= 1.0:
         raise ConfigError(f"inverse_cloze: keep_probability {keep_probability} is not in [0, 1]")
     for position, doc in enumerate(data.corpus.values()):
@@ -184,7 +188,7 @@ def _first_sentence(dataset_dir: Path, options: Mapping[str, Any], seed: int, dr
         yield {"anchor": sentences[0], "positive": " ".join(sentences[1:])}, _doc_sources(doc)
 
 
-@pair_strategy("pairs", "pairs", {"split", "min_score"})
+@pair_strategy("pairs", "pairs", {"min_score"}, defaults={"split": "train"})
 def _pairs(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """sentence1 → sentence2 of a scored pair split; ``min_score`` keeps pairs scored ≥ it."""
     data = strategy_input(dataset_dir, "pairs")
@@ -197,7 +201,7 @@ def _pairs(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Co
         yield {"anchor": texts[0], "positive": texts[1]}, texts
 
 
-@pair_strategy("triplets", "triplets", {"split"})
+@pair_strategy("triplets", "triplets", defaults={"split": "train"})
 def _triplets(dataset_dir: Path, options: Mapping[str, Any], seed: int, dropped: Counter):
     """Triplets as they are; ``negative`` becomes a list."""
     data = strategy_input(dataset_dir, "triplets")
@@ -227,10 +231,12 @@ def make_pairs(
     the number of rows dropped per reason.
 
     ``options`` are the strategy's own (see the module docstring and each strategy) plus
-    ``max_chars`` (cut anchor, positive and negatives to this many characters; default: no
-    cut) and ``shuffle`` (default true; ``false`` keeps source order, which positional
-    negative mining needs). ``held_out`` holds texts that must not be trained on: a pair
-    whose anchor, positive (or negative) or any text it was made from is in it is dropped.
+    ``max_chars`` (cut anchor, positive and negatives to this many characters; absent: no
+    cut) and ``shuffle`` (``false`` keeps source order, which positional negative mining
+    needs); options left out take the defaults registered with the strategy
+    (:meth:`~adapterflow.data.registry.PairStrategy.with_defaults`). ``held_out`` holds texts
+    that must not be trained on: a pair whose anchor, positive (or negative) or any text it
+    was made from is in it is dropped.
     Rows are shuffled with ``random.Random(seed)`` and capped at ``max_pairs``; the same
     arguments always give the same rows. Raises :class:`~adapterflow.errors.DataError` when no
     row is left.
@@ -250,8 +256,8 @@ def make_pairs(
         ([{'anchor': 'a cat', 'positive': 'a kitten'}], [('below_min_score', 1), ('held_out', 1)])
     """
     dataset_dir = Path(dataset_dir)
-    options = dict(options or {})
-    registered = lookup(PAIR_STRATEGIES, "pairs", strategy, options)
+    registered = lookup(PAIR_STRATEGIES, "pairs", strategy, options or {})
+    options = registered.with_defaults(options or {})
     max_chars = options.get("max_chars")
     max_chars = None if max_chars is None else int(max_chars)
     if max_chars is not None and max_chars < 1:
@@ -289,7 +295,7 @@ def make_pairs(
         seen.add(key)
         rows.append(row)
 
-    shuffle = bool(options.get("shuffle", True))
+    shuffle = bool(options["shuffle"])
     rng = random.Random(seed)
     if shuffle:
         rng.shuffle(rows)
@@ -447,15 +453,15 @@ def read_pairs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def make_pairs_file(
     dataset: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    pairs: Mapping[str, Any],
+    pairs: PairsSettings | Mapping[str, Any],
     *,
     held_out_splits: Iterable[Sequence[str]] = (),
     declared_held_out: Iterable[str | os.PathLike[str]] | None = None,
 ) -> int:
     """Rule ``make_pairs``: the pairs of the prepared ``dataset`` made as the ``pairs`` block
-    says (``strategy``, ``options``, ``max_pairs``, ``seed``; other keys are ignored), none
-    made from a text of the ``held_out_splits`` (``[dataset_dir, split]`` pairs, each
-    ``dataset_dir`` one of ``declared_held_out`` when given: see
+    says (``strategy``, ``options``, ``max_pairs``, ``seed``; ``dataset`` is not read: the
+    rule's input is), none made from a text of the ``held_out_splits`` (``[dataset_dir,
+    split]`` pairs, each ``dataset_dir`` one of ``declared_held_out`` when given: see
     :func:`held_out_from_splits`), written to ``out`` atomically; returns the row count.
 
     Example:
@@ -473,15 +479,16 @@ def make_pairs_file(
         >>> read_pairs(root / "pairs.jsonl")
         [{'anchor': 'a cat', 'positive': 'a kitten'}]
     """
+    settings = PairsSettings.from_block(pairs)
     held_out = held_out_from_splits(held_out_splits, declared_held_out)
     logger.info("%d held-out texts from the evaluation splits", len(held_out))
     rows, _ = make_pairs(
         dataset,
-        pairs["strategy"],
-        options=pairs.get("options") or {},
+        settings.strategy,
+        options=settings.options,
         held_out=held_out,
-        seed=int(pairs.get("seed", 0)),
-        max_pairs=pairs.get("max_pairs"),
+        seed=settings.seed,
+        max_pairs=settings.max_pairs,
     )
     count = write_pairs(out, rows)
     logger.info("wrote %d pairs to %s", count, out)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapterflow.data.converters import convert
+from adapterflow.data.converters import convert, find_format
 from adapterflow.data.layouts import Dataset, PairSet, RetrievalSet, TripletSet
 from adapterflow.data.splits import (
     TRAIN,
@@ -39,6 +39,7 @@ from adapterflow.data.splits import (
 from adapterflow.data.text import clean_text, strip_html
 from adapterflow.errors import DataError
 from adapterflow.io import atomic_dir, sha256_file, write_json
+from adapterflow.settings import PrepareSettings
 
 logger = logging.getLogger(__name__)
 
@@ -134,19 +135,20 @@ def _prepare(
 ) -> dict[str, Any]:
     name = name or out_dir.name
     started = time.perf_counter()
-    on_leak = prepare.get("on_leak", "fail")
-    if on_leak not in ON_LEAK:
+    # Checked before the schema is: these name the dataset in a DataError, as they always have.
+    if "on_leak" in prepare and prepare["on_leak"] not in ON_LEAK:
         raise DataError(
-            out_dir, f"on_leak must be one of {ON_LEAK}, got {on_leak!r}", field="on_leak"
+            out_dir,
+            f"on_leak must be one of {ON_LEAK}, got {prepare['on_leak']!r}",
+            field="on_leak",
         )
     fractions = fractions_from_config(prepare["split"], name) if prepare.get("split") else None
-    seed = int(prepare.get("seed", 0))
+    find_format(prepare["format"], raw_dir)
+    settings = PrepareSettings.from_block(prepare)
+    seed, on_leak = settings.seed, settings.on_leak
 
-    data = convert(prepare["format"], raw_dir, prepare.get("options") or {})
-    cleaner = _Cleaner(
-        bool(prepare.get("strip_html", False)),
-        [(old, new) for old, new in prepare.get("replace") or []],
-    )
+    data = convert(prepare["format"], raw_dir, settings.options)
+    cleaner = _Cleaner(settings.strip_html, [(old, new) for old, new in settings.replace])
     cleaner.dropped.update(data.dropped)
     if isinstance(data, RetrievalSet):
         data = _prepare_retrieval(data, cleaner, fractions, seed, on_leak, name)

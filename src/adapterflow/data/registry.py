@@ -1,11 +1,16 @@
 """The registries behind the names a config may use: prepare formats, pair strategies and
 mining strategies, each with what the config checks need to know without running it.
 
-* :data:`FORMATS` — ``prepare.format`` names (:func:`converter`): the layout each produces;
+* :data:`FORMATS` — ``prepare.format`` names (:func:`converter`): the layout each produces,
+  the defaults of its options;
 * :data:`PAIR_STRATEGIES` — ``pairs.strategy`` names (:func:`pair_strategy`): the layout each
-  reads, its options, what its positives and anchors are;
+  reads, its options and their defaults, what its positives and anchors are;
 * :data:`MINING_STRATEGIES` — ``triplets.strategy`` names (:func:`mining_strategy`): its
-  options, whether it draws from the candidate pool, its default ranks.
+  options and their defaults, whether it draws from the candidate pool, its default ranks.
+
+An option's default is written once, where its format or strategy is registered, and nowhere
+else: the config schema checks options but fills in none of them, so a config's options (and
+the params of the jobs that read them) stay as written.
 
 An entry is registered by a decorator here when the module that defines it is imported:
 :mod:`adapterflow.data.converters` (which imports :mod:`~adapterflow.data.hf_converters`) holds
@@ -23,13 +28,15 @@ Example:
     (['max_chars', 'shuffle', 'split'], True)
     >>> MINING_STRATEGIES["bm25"].ranks, MINING_STRATEGIES["positional"].uses_pool
     ((0, 100), False)
+    >>> PAIR_STRATEGIES["qrels"].with_defaults({"max_chars": 300})
+    {'shuffle': True, 'split': 'train', 'max_chars': 300}
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,24 +59,32 @@ class Format:
     fn: Converter
     #: The layout it produces (``retrieval``, ``pairs`` or ``triplets``).
     layout: str
-    #: Its rows land in one split, named by option ``split_name`` (default ``test``).
+    #: Its rows land in one split, named by option ``split_name``.
     one_split: bool = False
     #: It produces a corpus alone: no queries, no judgements, no splits.
     corpus_only: bool = False
+    #: Its options' defaults: ``fn`` gets them for the options a config leaves out.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 FORMATS: dict[str, Format] = {}
 
 
 def converter(
-    name: str, layout: str, *, one_split: bool = False, corpus_only: bool = False
+    name: str,
+    layout: str,
+    *,
+    one_split: bool = False,
+    corpus_only: bool = False,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(raw_dir, options) -> layout object`` under a format name used in config,
-    with the ``layout`` it produces (see :class:`Format` for the flags)."""
+    with the ``layout`` it produces and the ``defaults`` of its options (see :class:`Format`
+    for the flags)."""
     _check_layout(name, layout)
 
     def register(fn: F) -> F:
-        FORMATS[name] = Format(fn, layout, one_split, corpus_only)
+        FORMATS[name] = Format(fn, layout, one_split, corpus_only, dict(defaults or {}))
         return fn
 
     return register
@@ -83,8 +98,10 @@ Candidate = tuple[dict[str, Any], tuple[str, ...]]
 #: ``fn(dataset_dir, options, seed, dropped) -> iterator of (row, sources)``.
 PairFn = Callable[[Path, Mapping[str, Any], int, Counter], Iterator[Candidate]]
 
-#: Options every pair strategy accepts (:func:`adapterflow.data.pairs.make_pairs`).
+#: Options every pair strategy accepts (:func:`adapterflow.data.pairs.make_pairs`), and the
+#: defaults of those that have one (``max_chars`` absent: no cut).
 COMMON_PAIR_OPTIONS = frozenset({"max_chars", "shuffle"})
+COMMON_PAIR_DEFAULTS: Mapping[str, Any] = {"shuffle": True}
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,8 @@ class PairStrategy:
     text_positives: bool = False
     #: Its anchors are sentences cut out of a document, which is then never their negative.
     anchor_from_document: bool = False
+    #: The defaults of its own options (an option without one is absent unless given).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def allowed_options(self) -> frozenset[str]:
@@ -108,8 +127,12 @@ class PairStrategy:
 
     @property
     def reads_split(self) -> bool:
-        """It reads one split of the dataset: option ``split``, default ``train``."""
+        """It reads one split of the dataset: option ``split`` (default in :attr:`defaults`)."""
         return "split" in self.options
+
+    def with_defaults(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with the defaults of the common and own options left out."""
+        return {**COMMON_PAIR_DEFAULTS, **self.defaults, **options}
 
 
 PAIR_STRATEGIES: dict[str, PairStrategy] = {}
@@ -120,17 +143,24 @@ def pair_strategy(
     layout: str,
     options: Iterable[str] = (),
     *,
+    defaults: Mapping[str, Any] | None = None,
     text_positives: bool = False,
     anchor_from_document: bool = False,
 ) -> Callable[[F], F]:
     """Register ``fn(dataset_dir, options, seed, dropped) -> iterator of (row, sources)`` under
-    a strategy name used in config, with the ``layout`` it reads and its own ``options`` (see
-    :class:`PairStrategy` for the flags)."""
+    a strategy name used in config, with the ``layout`` it reads, its own ``options`` without a
+    default and the ``defaults`` of the others (see :class:`PairStrategy` for the flags)."""
     _check_layout(name, layout)
+    defaults = dict(defaults or {})
 
     def register(fn: F) -> F:
         PAIR_STRATEGIES[name] = PairStrategy(
-            fn, layout, frozenset(options), text_positives, anchor_from_document
+            fn,
+            layout,
+            frozenset(options) | frozenset(defaults),
+            text_positives,
+            anchor_from_document,
+            defaults,
         )
         return fn
 
@@ -174,10 +204,16 @@ class MiningStrategy:
     #: Default ``(range_min, range_max)`` of a strategy that ranks candidates (``None``: no
     #: upper end), ``None`` for one that does not rank.
     ranks: tuple[int, int | None] | None = None
+    #: The defaults of its own options (an option without one is absent unless given).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def allowed_options(self) -> frozenset[str]:
         return self.options | COMMON_MINING_OPTIONS
+
+    def with_defaults(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with the defaults of the own options left out."""
+        return {**self.defaults, **options}
 
 
 MINING_STRATEGIES: dict[str, MiningStrategy] = {}
@@ -187,16 +223,21 @@ def mining_strategy(
     name: str,
     options: Iterable[str] = (),
     *,
+    defaults: Mapping[str, Any] | None = None,
     uses_pool: bool = True,
     ranks: tuple[int, int | None] | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(job) -> candidates per row`` under a strategy name used in config;
-    ``options`` names its option keys (any other key is a config error); ``uses_pool=False``
-    says that it never draws from ``job.pool``, so the rule adds no corpus to it; ``ranks``
-    are the default ranks of a strategy that ranks candidates."""
+    ``options`` names its option keys without a default and ``defaults`` the others (any other
+    key is a config error); ``uses_pool=False`` says that it never draws from ``job.pool``, so
+    the rule adds no corpus to it; ``ranks`` are the default ranks of a strategy that ranks
+    candidates."""
+    defaults = dict(defaults or {})
 
     def register(fn: F) -> F:
-        MINING_STRATEGIES[name] = MiningStrategy(fn, frozenset(options), uses_pool, ranks)
+        MINING_STRATEGIES[name] = MiningStrategy(
+            fn, frozenset(options) | frozenset(defaults), uses_pool, ranks, defaults
+        )
         return fn
 
     return register

@@ -38,7 +38,7 @@ from adapterflow.eval.results import write_eval_result
 from adapterflow.eval.tasks import corpus_texts, evaluate_task
 from adapterflow.models import encode, load_encoder
 from adapterflow.runtime import pick_device, seed_everything, set_threads
-from adapterflow.settings import EvaluationSettings
+from adapterflow.settings import EvaluationSettings, TaskSettings
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,10 @@ def run_evaluation(
     threads: int | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Score one (run, task) and write the eval JSON and the per-item CSV atomically."""
+    """Score one (run, task) and write the eval JSON and the per-item CSV atomically; the
+    JSON records the ``task`` and ``model`` blocks as given."""
     settings = EvaluationSettings.from_block(evaluation)
+    task_settings = TaskSettings.from_block(task)
     set_threads(threads)
     seed = run.get("seed")
     seed_everything(seed or 0)
@@ -114,7 +116,7 @@ def run_evaluation(
     )
     scores, details = evaluate_task(
         encoder,
-        task,
+        task_settings,
         dataset_dir,
         corpus_embeddings=corpus_embeddings,
         batch_size=settings.batch_size,
@@ -130,7 +132,7 @@ def run_evaluation(
         task_name=task_name,
         task_kind=task["kind"],
         dataset=task["dataset"],
-        split=task.get("split", "test"),
+        split=task_settings.split,
         scores=scores,
         run={
             "name": run["name"],

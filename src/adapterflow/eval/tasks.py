@@ -1,6 +1,8 @@
 """Evaluate one model (or adapter) on one task and write an MTEB-shaped result.
 
-A *task* is a config block ``{"dataset", "kind", "split", ...}``; its kind picks the scorer:
+A *task* is a config block ``{"dataset", "kind", "split", ...}``
+(:class:`~adapterflow.settings.TaskSettings`: keys left out take the schema's defaults); its
+kind picks the scorer:
 
 * ``retrieval`` — queries of ``split`` against the whole corpus (cached corpus embeddings),
   exact top-k, nDCG/recall/MRR/MAP at ``k_values``; per query: its metrics and top ids;
@@ -50,6 +52,7 @@ from adapterflow.eval.metrics import (
 )
 from adapterflow.eval.search import top_k
 from adapterflow.models import encode
+from adapterflow.settings import TaskSettings
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def corpus_texts(dataset_dir: str | Path) -> tuple[list[str], list[str]]:
 
 def evaluate_task(
     model: Any,
-    task: Mapping[str, Any],
+    task: TaskSettings | Mapping[str, Any],
     dataset_dir: str | Path,
     *,
     corpus_embeddings: str | Path | None = None,
@@ -79,23 +82,24 @@ def evaluate_task(
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Score ``model`` on ``task``; return ``(scores with main_score, per-item details)``.
     ``bf16`` encodes under bfloat16 autocast (:func:`~adapterflow.models.encode`)."""
-    kind = task["kind"]
+    settings = TaskSettings.from_block(task)
+    kind = settings.kind
     if kind in CORPUS_KINDS and corpus_embeddings is None:
         raise ValueError(f"{kind} tasks need the corpus embeddings of the embed_corpus step")
     encode_kwargs = {"batch_size": batch_size, "show_progress": show_progress, "bf16": bf16}
     if kind == "retrieval":
         scores, details = _retrieval(
-            model, task, Path(dataset_dir), Path(corpus_embeddings), chunk_size, encode_kwargs
+            model, settings, Path(dataset_dir), Path(corpus_embeddings), chunk_size, encode_kwargs
         )
-        main = "ndcg_at_10" if "ndcg_at_10" in scores else f"ndcg_at_{task['k_values'][0]}"
+        main = "ndcg_at_10" if "ndcg_at_10" in scores else f"ndcg_at_{settings.k_values[0]}"
     elif kind == "sts":
-        scores, details = _sts(model, task, Path(dataset_dir), encode_kwargs)
+        scores, details = _sts(model, settings, Path(dataset_dir), encode_kwargs)
         main = MAIN_SCORE[kind]
     elif kind == "triplets":
-        scores, details = _triplets(model, task, Path(dataset_dir), encode_kwargs)
+        scores, details = _triplets(model, settings, Path(dataset_dir), encode_kwargs)
         main = MAIN_SCORE[kind]
     elif kind == "anisotropy":
-        scores, details = _anisotropy(task, Path(corpus_embeddings))
+        scores, details = _anisotropy(settings, Path(corpus_embeddings))
         main = MAIN_SCORE[kind]
     else:
         raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(KINDS)}")
@@ -120,14 +124,14 @@ def _encode_unique(model: Any, texts: Sequence[str], desc: str, kwargs: dict) ->
 
 def _retrieval(
     model: Any,
-    task: Mapping[str, Any],
+    task: TaskSettings,
     dataset_dir: Path,
     embeddings_path: Path,
     chunk_size: int,
     encode_kwargs: dict,
 ) -> tuple[dict[str, float], pd.DataFrame]:
     data = RetrievalSet.read(dataset_dir)
-    qrels = _split_of(data.qrels, task.get("split", "test"), dataset_dir)
+    qrels = _split_of(data.qrels, task.split, dataset_dir)
     doc_ids, doc_embeddings, _ = load_embeddings(embeddings_path)
     if list(doc_ids) != list(data.corpus):
         raise DataError(
@@ -139,8 +143,8 @@ def _retrieval(
     query_embeddings = encode(
         model, [data.queries[q]["text"] for q in query_ids], desc="queries", **encode_kwargs
     )
-    k_values = [int(k) for k in task.get("k_values", (1, 5, 10, 100))]
-    depth = max(int(task.get("top_k", 100)), *k_values)
+    k_values = list(task.k_values)
+    depth = max(task.top_k, *k_values)
     top_scores, top_index = top_k(query_embeddings, doc_embeddings, depth, chunk_size=chunk_size)
     run = {
         qid: {str(doc_ids[j]): float(s) for j, s in zip(idx, sc, strict=True)}
@@ -169,9 +173,9 @@ def _retrieval(
 
 
 def _sts(
-    model: Any, task: Mapping[str, Any], dataset_dir: Path, encode_kwargs: dict
+    model: Any, task: TaskSettings, dataset_dir: Path, encode_kwargs: dict
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    rows = _split_of(PairSet.read(dataset_dir).splits, task.get("split", "test"), dataset_dir)
+    rows = _split_of(PairSet.read(dataset_dir).splits, task.split, dataset_dir)
     n = len(rows)
     embeddings = _encode_unique(
         model,
@@ -184,8 +188,8 @@ def _sts(
     labels = None
     if all("label" in r for r in rows):
         labels = np.array([r["label"] for r in rows], dtype=int)
-    elif task.get("threshold") is not None:
-        labels = labels_from_threshold(gold, float(task["threshold"]))
+    elif task.threshold is not None:
+        labels = labels_from_threshold(gold, task.threshold)
     scores = sts_metrics(cosine, gold, labels)
     details = pd.DataFrame(
         {
@@ -200,9 +204,9 @@ def _sts(
 
 
 def _triplets(
-    model: Any, task: Mapping[str, Any], dataset_dir: Path, encode_kwargs: dict
+    model: Any, task: TaskSettings, dataset_dir: Path, encode_kwargs: dict
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    rows = _split_of(TripletSet.read(dataset_dir).splits, task.get("split", "test"), dataset_dir)
+    rows = _split_of(TripletSet.read(dataset_dir).splits, task.split, dataset_dir)
     negatives = [
         r["negative"] if isinstance(r["negative"], list) else [r["negative"]] for r in rows
     ]
@@ -236,11 +240,9 @@ def _triplets(
     return {"accuracy": float(accuracy)}, details
 
 
-def _anisotropy(
-    task: Mapping[str, Any], embeddings_path: Path
-) -> tuple[dict[str, float], pd.DataFrame]:
+def _anisotropy(task: TaskSettings, embeddings_path: Path) -> tuple[dict[str, float], pd.DataFrame]:
     _, embeddings, _ = load_embeddings(embeddings_path)
-    n_pairs, seed = int(task.get("n_pairs", 10000)), int(task.get("seed", 0))
+    n_pairs, seed = task.n_pairs, task.seed
     scores = anisotropy(embeddings, n_pairs=n_pairs, seed=seed)
     i, j = sample_pairs(len(embeddings), n_pairs, seed)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)

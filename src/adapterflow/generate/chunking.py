@@ -64,6 +64,7 @@ from tqdm import tqdm
 from adapterflow.data.text import split_sentences
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
+from adapterflow.settings import ChunkSettings
 
 logger = logging.getLogger(__name__)
 
@@ -627,9 +628,10 @@ CONFIG_KEYS: tuple[str, ...] = ("max_length", "min_length", "tokenizer")
 
 def chunker_from_config(block: Mapping[str, Any]) -> Chunker:
     """A :class:`Chunker` from a chunking config block: ``max_length`` (required),
-    ``min_length`` (default 0) and ``tokenizer`` (a model reference for
-    :func:`load_tokenizer`; absent or null counts characters). Unknown keys are typos and
-    raise :class:`ConfigError`.
+    ``min_length`` and ``tokenizer`` (a model reference for :func:`load_tokenizer`; absent or
+    null counts characters), keys left out taking the schema's defaults
+    (:class:`~adapterflow.settings.ChunkSettings`). Unknown keys are typos and raise
+    :class:`ConfigError`.
 
     Example:
         >>> chunker_from_config({"max_length": 256, "min_length": 64}).unit
@@ -646,11 +648,11 @@ def chunker_from_config(block: Mapping[str, Any]) -> Chunker:
         )
     if "max_length" not in block:
         raise ConfigError("chunking: max_length is required")
-    tokenizer = block.get("tokenizer")
+    settings = ChunkSettings.from_block(block, where="chunking")
     return Chunker(
         block["max_length"],
-        block.get("min_length", 0),
-        load_tokenizer(tokenizer) if tokenizer else None,
+        settings.min_length,
+        load_tokenizer(settings.tokenizer) if settings.tokenizer else None,
     )
 
 

@@ -78,6 +78,7 @@ from adapterflow.generate.dedup import (
     read_qa_records,
 )
 from adapterflow.io import atomic_dir, save_figure, sha256_file, write_json, write_jsonl
+from adapterflow.settings import CuratedSettings
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +86,30 @@ Criterion = Literal["elbow", "silhouette"]
 CRITERIA: tuple[str, ...] = ("elbow", "silhouette")
 MAP_METHODS: tuple[str, ...] = ("pca", "tsne")
 
+#: The schema's defaults of a ``curated`` block, whose keys the step's settings regroup.
+_CURATED = CuratedSettings.from_block({})
+
 #: The settings of :func:`dedup_cluster_split` and their defaults; any other key is an error.
+#: Those a ``curated`` block also has are the schema's (the rule passes them regrouped so).
 DEFAULT_SETTINGS: dict[str, Any] = {
     "text_field": "question",  # the text that is deduplicated, clustered and mapped
     "id_field": "id",
     "dataset_field": "dataset",
-    "seed": 0,
+    "seed": _CURATED.seed,
     "batch_size": 64,  # encoding batch size
-    "dedup": {"threshold": 0.95, "block_size": 2048},
+    "dedup": {"threshold": _CURATED.threshold, "block_size": 2048},
     "clusters": {
-        "k_min": 2,
-        "k_max": 12,
-        "criterion": "silhouette",
+        "k_min": _CURATED.k_min,
+        "k_max": _CURATED.k_max,
+        "criterion": _CURATED.criterion,
         "n_init": 4,
         "silhouette_sample": 5000,
     },
-    "split": {"eval_fraction": 0.2, "min_cluster_size": 2},
-    "map": {"method": "pca"},
+    "split": {
+        "eval_fraction": _CURATED.eval_fraction,
+        "min_cluster_size": _CURATED.min_cluster_size,
+    },
+    "map": {"method": _CURATED.map},
 }
 
 

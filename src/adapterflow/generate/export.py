@@ -60,6 +60,7 @@ import datasets
 
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json
+from adapterflow.settings import ExportSettings
 
 logger = logging.getLogger(__name__)
 
@@ -333,9 +334,10 @@ def export_and_push(
     export: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Rule ``export_dataset``: :func:`export_dataset` into ``out_dir``, then, when the
-    ``export`` block says ``push: true``, :func:`push_to_hub` to its ``repo_id`` (``private``,
-    default true). A push is checked first (the ``HF_TOKEN`` token, the repo id), so a missing
-    token costs no export. Returns the export's manifest.
+    ``export`` block says ``push: true``, :func:`push_to_hub` to its ``repo_id`` with its
+    ``private`` (keys left out take the schema's defaults:
+    :class:`~adapterflow.settings.ExportSettings`). A push is checked first (the ``HF_TOKEN``
+    token, the repo id), so a missing token costs no export. Returns the export's manifest.
 
     Example:
         >>> import os
@@ -355,12 +357,13 @@ def export_and_push(
     unknown = set(export) - EXPORT_KEYS
     if unknown:
         raise ConfigError(f"unknown export setting(s): {', '.join(sorted(unknown))}")
-    push = bool(export.get("push", False))
-    if push:
-        # Refuse before any work: a missing token should not cost an export first.
+    if export.get("push"):
+        # Refuse before any work: a missing token should not cost an export first. (Before the
+        # schema's check too, whose message for a bad repo_id shows a regex, not the form.)
         hub_token()
         check_repo_id(export.get("repo_id"))
+    settings = ExportSettings.from_block(export)
     manifest = export_dataset(qa_dir, chunks, corpus, out_dir)
-    if push:
-        push_to_hub(out_dir, export["repo_id"], private=export.get("private", True))
+    if settings.push:
+        push_to_hub(out_dir, settings.repo_id, private=settings.private)
     return manifest

@@ -62,6 +62,7 @@ from tqdm import tqdm
 from adapterflow.data.text import split_sentences
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_file, sha256_file, write_json, write_jsonl
+from adapterflow.settings import NIAHSettings
 
 logger = logging.getLogger(__name__)
 
@@ -709,17 +710,19 @@ def qa_sample(
     }
 
 
-#: The keys of a NIAH set's config block (``niah:`` in the config) and their defaults.
-SET_DEFAULTS: dict[str, Any] = {
-    "variants": None,  # required
-    "lengths": None,  # required
-    "depths": [0, 25, 50, 75, 100],
-    "samples": 1,
-    "seed": 0,
-    "tokens_to_generate": 128,
-    "template": None,  # None: RULER's template
-    "answer_prefix": None,  # None: RULER's answer prefix
-}
+#: The keys of a NIAH set's config block (``niah:`` in the config) that
+#: :func:`generate_niah_set` reads (the rule passes ``haystack`` and ``tokenizer`` as inputs);
+#: their defaults are the schema's (:class:`~adapterflow.settings.NIAHSettings`).
+SET_KEYS: tuple[str, ...] = (
+    "variants",
+    "lengths",
+    "depths",
+    "samples",
+    "seed",
+    "tokens_to_generate",
+    "template",
+    "answer_prefix",
+)
 
 
 def generate_niah_set(
@@ -730,9 +733,9 @@ def generate_niah_set(
 ) -> list[dict[str, Any]]:
     """The records of a NIAH set's config block: every variant of ``block["variants"]`` ×
     length × depth × sample (:func:`generate_niah`), variants in the given order, ``index``
-    numbering all records. Keys and defaults are :data:`SET_DEFAULTS`; an unknown key or a
-    missing ``variants``/``lengths`` raises :class:`ConfigError`, as does an essay variant
-    without ``haystack`` texts.
+    numbering all records. Keys are :data:`SET_KEYS` (``template`` and ``answer_prefix`` absent
+    or null: RULER's); an unknown key or a missing ``variants``/``lengths`` raises
+    :class:`ConfigError`, as does an essay variant without ``haystack`` texts.
 
     Example:
         >>> from adapterflow.generate.niah import generate_niah_set
@@ -743,19 +746,21 @@ def generate_niah_set(
         [(0, 'niah_single_1-120-d0-s0'), (1, 'niah_single_1-120-d100-s0'),
          (2, 'niah_multikey_2-120-d0-s0'), (3, 'niah_multikey_2-120-d100-s0')]
     """
-    if unknown := sorted(set(block) - set(SET_DEFAULTS)):
+    if unknown := sorted(set(block) - set(SET_KEYS)):
         raise ConfigError(
-            f"niah: unknown key(s) {', '.join(unknown)} (known: {', '.join(SET_DEFAULTS)})"
+            f"niah: unknown key(s) {', '.join(unknown)} (known: {', '.join(SET_KEYS)})"
         )
-    settings = {**SET_DEFAULTS, **block}
     for key in ("variants", "lengths"):
-        if not settings[key]:
+        if not block.get(key):
             raise ConfigError(f"niah: {key} is required (a non-empty list)")
-    options: dict[str, Any] = {"tokens_to_generate": settings["tokens_to_generate"]}
-    for key in ("template", "answer_prefix"):
-        if settings[key] is not None:
-            options[key] = settings[key]
-    specs = [resolve_variant(variant) for variant in settings["variants"]]
+    # Before the schema's check, which knows the variant names too but not this message.
+    specs = [resolve_variant(variant) for variant in block["variants"]]
+    settings = NIAHSettings.from_block(block)
+    options: dict[str, Any] = {"tokens_to_generate": settings.tokens_to_generate}
+    if settings.template is not None:
+        options["template"] = settings.template
+    if settings.answer_prefix is not None:
+        options["answer_prefix"] = settings.answer_prefix
     if not haystack and (essay := [s.name for s in specs if s.haystack == "essay"]):
         raise ConfigError(
             f"niah: variant {essay[0]!r} hides its needles in essay text; give haystack texts"
@@ -766,11 +771,11 @@ def generate_niah_set(
         rows += generate_niah(
             spec,
             count_tokens=count,
-            lengths=settings["lengths"],
-            depths=settings["depths"],
-            num_samples=settings["samples"],
+            lengths=settings.lengths,
+            depths=settings.depths,
+            num_samples=settings.samples,
             haystack=haystack if spec.haystack == "essay" else None,
-            seed=settings["seed"],
+            seed=settings.seed,
             **options,
         )
     for index, row in enumerate(rows):

@@ -76,6 +76,7 @@ from adapterflow.errors import ConfigError, DataError
 from adapterflow.generate.qa_records import Rejected, extract_json, label_records, parse_records
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
 from adapterflow.lms import DEFAULT_LM, GenerationStats
+from adapterflow.settings import QALLMSettings
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ _PLACEHOLDERS = {"prompt": ("chunk", "summary"), "rephrase_prompt": ("question",
 #: Chunks a test run uses (``test_mode: true``).
 TEST_MODE_CHUNKS = 2
 
+#: What the schema fills in for a QA set of engine llm: the defaults of :class:`QASettings`
+#: that the config also has (the prompts, examples and model above are the library's own).
+_SCHEMA = QALLMSettings.from_block({})
+
 
 @dataclass(frozen=True)
 class QASettings:
@@ -136,17 +141,17 @@ class QASettings:
     example: Mapping[str, Any] | None = field(default_factory=lambda: dict(DEFAULT_EXAMPLE))
     prefix: str = DEFAULT_PREFIX
     stop_strings: tuple[str, ...] = DEFAULT_STOP
-    summary_chars: int = 200
-    max_new_tokens: int = 160
-    batch_size: int = 4
-    max_chunks: int | None = None
-    test_mode: bool = False
-    rephrase: bool = False
+    summary_chars: int = _SCHEMA.summary_chars
+    max_new_tokens: int = _SCHEMA.max_new_tokens
+    batch_size: int = _SCHEMA.batch_size
+    max_chunks: int | None = _SCHEMA.max_chunks
+    test_mode: bool = _SCHEMA.test_mode
+    rephrase: bool = _SCHEMA.rephrase
     rephrase_prompt: str = DEFAULT_REPHRASE_PROMPT
     rephrase_example: Mapping[str, str] | None = field(
         default_factory=lambda: dict(DEFAULT_REPHRASE_EXAMPLE)
     )
-    rephrase_max_new_tokens: int = 48
+    rephrase_max_new_tokens: int = _SCHEMA.rephrase_max_new_tokens
     dtype: str | None = None
 
     @property

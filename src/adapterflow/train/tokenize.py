@@ -43,6 +43,7 @@ from typing import Any
 from adapterflow.errors import ConfigError, DataError
 from adapterflow.io import atomic_dir, read_jsonl, sha256_file, write_json
 from adapterflow.models import eos_policy, resolve_model_path
+from adapterflow.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +159,11 @@ def tokenize_triplets(
     metadata (also written to ``out_dir/tokenization.json``).
 
     Every text is tokenized once with the model's tokenizer, with its special tokens, truncated
-    to ``max_length`` tokens (default: ``model_cfg["max_seq_length"]``, else 256). For
-    ``pooling: last_token`` models the EOS token ends every sequence: appended when the tokenizer
-    does not add it (truncating to ``max_length - 1`` first); a tokenizer without an EOS token
-    is a :class:`DataError`. The directory is built beside ``out_dir`` and renamed into place,
+    to ``max_length`` tokens (default: the block's ``max_seq_length``, whose own default is the
+    schema's: :class:`~adapterflow.settings.ModelSettings`). For ``pooling: last_token``
+    models the EOS token ends every sequence: appended when the tokenizer does not add it
+    (truncating to ``max_length - 1`` first); a tokenizer without an EOS token is a
+    :class:`DataError`. The directory is built beside ``out_dir`` and renamed into place,
     so a failed job leaves nothing behind.
 
     Metadata keys: ``model`` (the config's path, as written), ``pooling``, ``tokenizer``
@@ -183,9 +185,11 @@ def tokenize_triplets(
     from datasets import Dataset, Features, List, Value
 
     triplets_path = Path(triplets_path)
-    max_length = int(max_length or model_cfg.get("max_seq_length") or 256)
+    settings = ModelSettings.from_block(model_cfg)
+    max_length = int(max_length or settings.max_seq_length)
     if max_length < 2:
         raise ConfigError(f"max_length must be at least 2, got {max_length}")
+    # Only a length the block sets: the encoder keeps its own otherwise (configure_encoder).
     model_max = model_cfg.get("max_seq_length")
     if model_max and max_length > int(model_max):
         logger.warning(
@@ -194,7 +198,7 @@ def tokenize_triplets(
             max_length,
             int(model_max),
         )
-    pooling = str(model_cfg.get("pooling", "mean"))
+    pooling = settings.pooling
     started = time.perf_counter()
     columns, k = read_triplets(triplets_path)
     tokenizer = load_tokenizer(model_cfg)
