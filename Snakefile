@@ -25,6 +25,7 @@ include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
 include: "rules/generate.smk"
+include: "rules/lm.smk"
 
 
 wildcard_constraints:
@@ -43,6 +44,7 @@ rule all:
     input:
         all_outputs(),
         generation_outputs(),
+        lm_outputs(),
 
 
 onsuccess:

@@ -224,9 +224,11 @@ RUN_PATTERN = re.compile(r"^(?P<stages>[^/+]+(\+[^/+]+)?)-seed(?P<seed>\d+)$")
 
 
 def adapter_dir(model, stages, seed):
-    """Where train_adapter writes an adapter: stage 1 is shared by every experiment that uses
-    the same model and stage-1 name; stage 2 lives under `{stage1}+{stage2}`."""
-    return f"results/adapters/{model}/{stages}/seed{seed}"
+    """Where train_adapter (an encoder) or train_lm_adapter (a name under lms) writes an
+    adapter: stage 1 is shared by every experiment that uses the same model and stage-1
+    name; stage 2 lives under `{stage1}+{stage2}`."""
+    root = "lm_adapters" if model in config["lms"] else "adapters"
+    return f"results/{root}/{model}/{stages}/seed{seed}"
 
 
 def run_info(model, run):
@@ -257,18 +259,42 @@ def experiment_runs(experiment):
     return runs
 
 
+def experiment_model(experiment):
+    """The model an experiment trains: a name under models, or under lms for the causal-LM
+    track."""
+    return experiment.get("model") or experiment["lm"]
+
+
+# Task kinds a causal LM is evaluated on (rule evaluate_lm); the others embed (evaluate).
+LM_TASK_KINDS = ("ruler", "qa")
+
+
 def evaluation_targets():
-    """Every (model, run, task) that some experiment evaluates."""
+    """Every (model, run, task) that some experiment evaluates, and the base LM of every
+    ruler or qa task that names one (`lm:`)."""
     targets = set()
     for experiment in config["experiments"].values():
         for run in experiment_runs(experiment):
             for task in experiment["evaluate"]:
-                targets.add((experiment["model"], run, task))
+                targets.add((experiment_model(experiment), run, task))
+    for task, block in config["tasks"].items():
+        if block["kind"] in LM_TASK_KINDS and block.get("lm"):
+            targets.add((block["lm"], "base", task))
     return sorted(targets)
 
 
+def embedding_targets():
+    """The (model, run, task) of evaluation_targets that rule evaluate scores (figures)."""
+    return [
+        target
+        for target in evaluation_targets()
+        if config["tasks"][target[2]]["kind"] not in LM_TASK_KINDS
+    ]
+
+
 def evaluated_tasks():
-    return sorted({task for _, _, task in evaluation_targets()})
+    """The tasks the figures rule draws: every task an encoder is evaluated on."""
+    return sorted({task for _, _, task in embedding_targets()})
 
 
 def eval_outputs(suffix):
@@ -278,16 +304,25 @@ def eval_outputs(suffix):
     ]
 
 
+def embedding_eval_outputs(suffix):
+    return [
+        f"results/eval/{model}/{run}/{task}{suffix}"
+        for model, run, task in embedding_targets()
+    ]
+
+
 def run_inputs(wildcards):
     """The adapter a run evaluates (nothing for the base model); a merge-mode stage-2 adapter
     also needs the stage-1 adapter merged under it."""
-    info = run_info(wildcards.model, wildcards.run)
+    # {model} in the encoders' rules, {lm} in the causal-LM track's.
+    model = wildcards.get("model") or wildcards.get("lm")
+    info = run_info(model, wildcards.run)
     if not info["adapter"]:
         return {}
     inputs = {"adapter": info["adapter"]}
     stages = RUN_PATTERN.match(wildcards.run)["stages"].split("+")
     if len(stages) == 2 and config["stages"][stages[1]]["init"] == "merge":
-        inputs["stage1"] = adapter_dir(wildcards.model, stages[0], info["seed"])
+        inputs["stage1"] = adapter_dir(model, stages[0], info["seed"])
     return inputs
 
 
@@ -333,6 +368,7 @@ def all_outputs():
     )
     if evaluation_targets():
         targets += ["results/tables/metrics.csv", "results/tables/summary.md"]
+    if embedding_targets():
         targets += figure_outputs("bars") + figure_outputs("per_item")
         targets += figure_outputs("heatmap")
     return targets
@@ -343,7 +379,7 @@ def held_out_splits():
     contain none of their texts (anisotropy scores a whole corpus and holds nothing out).
     """
     splits = set()
-    for _, _, task in evaluation_targets():
+    for _, _, task in embedding_targets():
         block = config["tasks"][task]
         if block["kind"] != "anisotropy":
             splits.add((f"results/clean/{block['dataset']}", block["split"]))

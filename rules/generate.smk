@@ -6,8 +6,7 @@ generate_niah: a NIAH set, results/generated/niah/{niah}.jsonl.
 generate_qa: a QA set from templates or an LM, results/generated/qa/{qa}/.
 dedup_cluster_split: QA sets pooled, deduplicated, clustered, split: results/curated/{name}/.
 export_dataset: a curated set, its chunks and corpus as datasets: results/export/{export}/.
-evaluate_generation: an LM on a NIAH set (a ruler task), results/eval/{lm}/base/{task}.json.
-plot_ruler_heatmap, aggregate_generation: results/figures/ruler/, results/tables/generation.*.
+plot_ruler_heatmap: a RULER evaluation (rules/lm.smk) as a heatmap, results/figures/ruler/.
 """
 
 
@@ -36,7 +35,8 @@ rule convert_llm:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
-        llm=lambda wc: sorted_block(config["lms"][wc.lm]),
+        # What the conversion reads: LoRA settings of the block do not convert again.
+        llm=lambda wc: {key: config["lms"][wc.lm][key] for key in ("dtype", "path")},
         library=library_code("convert_llm.py"),
     script:
         "../scripts/convert_llm.py"
@@ -155,37 +155,6 @@ rule export_dataset:
         "../scripts/export_dataset.py"
 
 
-rule evaluate_generation:
-    input:
-        unpack(ruler_inputs),
-    output:
-        json="results/eval/{lm}/{run}/{task}.json",
-        details="results/eval/{lm}/{run}/{task}.details.csv",
-    log:
-        "results/logs/evaluate_generation/{lm}/{run}/{task}.log",
-    benchmark:
-        "results/benchmarks/evaluate_generation/{lm}/{run}/{task}.tsv"
-    wildcard_constraints:
-        lm=names_pattern(LMS),
-        run="base",
-        task=names_pattern(RULER_TASKS),
-    conda:
-        "../envs/gpu.yaml"
-    threads: 4
-    resources:
-        gpu=1,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
-    params:
-        task=lambda wc: ruler_task_block(wc.task),
-        model=lambda wc: {"dtype": config["lms"][wc.lm]["dtype"], "path": lm_dir(wc.lm)},
-        run=lambda wc: run_info(wc.lm, wc.run),
-        evaluation=generation_evaluation_block(),
-        library=library_code("evaluate_generation.py"),
-    script:
-        "../scripts/evaluate_generation.py"
-
-
 rule plot_ruler_heatmap:
     input:
         details="results/eval/{lm}/{run}/{task}.details.csv",
@@ -201,7 +170,6 @@ rule plot_ruler_heatmap:
         "results/logs/plot_ruler_heatmap/{lm}/{run}/{task}.log",
     wildcard_constraints:
         lm=names_pattern(LMS),
-        run="base",
         task=names_pattern(RULER_TASKS),
     conda:
         "../envs/cpu.yaml"
@@ -210,27 +178,3 @@ rule plot_ruler_heatmap:
         library=library_code("plot_ruler_heatmap.py"),
     script:
         "../scripts/plot_ruler_heatmap.py"
-
-
-rule aggregate_generation:
-    input:
-        evals=generation_eval_outputs(".json"),
-    output:
-        csv=report(
-            "results/tables/generation.csv",
-            caption="../report/tables.rst",
-            category="Tables",
-        ),
-        md=report(
-            "results/tables/generation.md",
-            caption="../report/tables.rst",
-            category="Tables",
-        ),
-    log:
-        "results/logs/aggregate_generation/aggregate_generation.log",
-    conda:
-        "../envs/cpu.yaml"
-    params:
-        library=library_code("aggregate.py"),
-    script:
-        "../scripts/aggregate.py"

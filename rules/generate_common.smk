@@ -172,45 +172,28 @@ def generation_evaluation_block():
     return {key: block[key] for key in ("device", "merge_adapter") if key in block}
 
 
-def ruler_inputs(wildcards):
-    dataset = config["tasks"][wildcards.task]["dataset"]
-    return {
-        "dataset": f"results/generated/niah/{dataset}.jsonl",
-        "lm": lm_dir(wildcards.lm),
-    }
-
-
-def generation_targets():
-    """(lm, run, task) of every ruler task: the base LM on its NIAH set."""
-    return [(config["tasks"][task]["lm"], "base", task) for task in RULER_TASKS]
-
-
-def generation_eval_outputs(suffix):
-    return [
-        f"results/eval/{lm}/{run}/{task}{suffix}"
-        for lm, run, task in generation_targets()
-    ]
-
-
 def ruler_heatmaps(ext):
+    """A RULER heatmap per ruler task for the base LM and each run of the first seed (the
+    other seeds' cells are in the details CSVs and metrics.csv)."""
+    targets = [t for t in lm_targets() if config["tasks"][t[2]]["kind"] == "ruler"]
+    seeds = [run_info(lm, run)["seed"] for lm, run, _ in targets]
+    first = min((seed for seed in seeds if seed is not None), default=None)
     return [
         f"results/figures/ruler/{lm}/{run}/{task}.{ext}"
-        for lm, run, task in generation_targets()
+        for (lm, run, task), seed in zip(targets, seeds)
+        if seed in (None, first)
     ]
 
 
 def generation_outputs():
     """Targets of the default target for the generated-data blocks (none when the config
-    defines none): every LM converted, every set generated, curated and exported, every
-    ruler task evaluated with its heatmap, and the generation tables."""
+    defines none): every LM converted, every set generated, curated and exported, and the
+    heatmap of every ruler evaluation."""
     targets = [lm_dir(lm) for lm in LMS]
     targets += [f"results/chunks/{name}" for name in CHUNK_SETS]
     targets += [f"results/generated/niah/{name}.jsonl" for name in NIAH_SETS]
     targets += [f"results/generated/qa/{name}" for name in QA_SETS]
     targets += [f"results/curated/{name}" for name in CURATED_SETS]
     targets += [f"results/export/{name}" for name in EXPORTS]
-    targets += generation_eval_outputs(".json")
     targets += ruler_heatmaps("png") + ruler_heatmaps("svg")
-    if RULER_TASKS:
-        targets += ["results/tables/generation.csv", "results/tables/generation.md"]
     return targets

@@ -29,7 +29,7 @@ rule aggregate:
 rule figures:
     input:
         metrics="results/tables/metrics.csv",
-        details=eval_outputs(".details.csv"),
+        details=embedding_eval_outputs(".details.csv"),
     output:
         bars=report(
             figure_outputs("bars"),
@@ -55,6 +55,8 @@ rule figures:
         "../envs/cpu.yaml"
     params:
         out_dir=lambda wc, output: os.path.dirname(output.heatmap[0]),
+        # The encoders' tasks; causal-LM tasks have figures of their own.
+        tasks=evaluated_tasks(),
         library=library_code("figures.py"),
     script:
         "../scripts/figures.py"

@@ -1,6 +1,6 @@
 """Eval JSON files → a tidy metrics table (CSV) and a Markdown summary.
 
-Rules aggregate and aggregate_generation (adapterflow.report.tables.write_tables).
+Rule aggregate (adapterflow.report.tables.write_tables).
 input: evals (eval JSON files; repeat the name for several); output: csv, md.
 
 Outside Snakemake, with the rule's names:

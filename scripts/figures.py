@@ -2,8 +2,9 @@
 
 Rule figures (adapterflow.plots.figures.figures_from_evals). input: metrics (metrics.csv from
 aggregate), details ({task}.details.csv files, each beside its eval JSON, which gives the run
-and the task kind; repeat the name for several); params: out_dir; output (optional): the
-figures expected, which must match those drawn.
+and the task kind; repeat the name for several); params: out_dir, tasks (optional: the
+tasks of metrics.csv to draw, default all); output (optional): the figures expected, which
+must match those drawn.
 
 Outside Snakemake, with the rule's names:
     python -m adapterflow figures --input metrics=results/tables/metrics.csv \\
@@ -28,4 +29,5 @@ if __name__ == "__main__":
             as_list(snakemake.input.details),
             snakemake.params.out_dir,
             expected=list(snakemake.output),
+            tasks=snakemake.params.get("tasks"),
         )

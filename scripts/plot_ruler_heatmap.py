@@ -2,7 +2,7 @@
 
 Rule plot_ruler_heatmap (adapterflow.plots.ruler.save_depth_length_heatmap): where in the
 context and from which length on the model stops finding the needle. input: details (a
-{task}.details.csv of evaluate_generation); params: label, variant (both optional);
+{task}.details.csv of evaluate_lm); params: label, variant (both optional);
 output: png (the SVG goes beside it).
 
 Outside Snakemake, with the rule's names:

@@ -29,9 +29,9 @@ PLAN = {
     "generate_qa": 2,
     "dedup_cluster_split": 1,
     "export_dataset": 1,
-    "evaluate_generation": 1,
+    "evaluate_lm": 1,
     "plot_ruler_heatmap": 1,
-    "aggregate_generation": 1,
+    "aggregate": 1,
     "all": 1,
     "total": 13,
 }
@@ -242,7 +242,7 @@ def test_dry_run_plans_the_generated_preset():
         "results/export/generated",
         "results/eval/smollm2/base/niah-short.json",
         "results/figures/ruler/smollm2/base/niah-short.png",
-        "results/tables/generation.csv",
+        "results/tables/metrics.csv",
     ):
         assert target in result.stdout, target
 
@@ -259,7 +259,7 @@ def test_slurm_profile_sends_the_generation_evaluation_to_a_gpu(tmp_path):
         "--workflow-profile",
         str(REPO / "profiles" / "slurm"),
     )
-    blocks = [b for b in result.stdout.split("\nrule ") if b.startswith("evaluate_generation:")]
+    blocks = [b for b in result.stdout.split("\nrule ") if b.startswith("evaluate_lm:")]
     assert len(blocks) == 1
     resources = blocks[0].split("resources: ")[1].splitlines()[0]
     assert "gpu=1" in resources and "mem_mb=16000" in resources and "runtime=120" in resources
@@ -325,7 +325,7 @@ def generated_run(tmp_path_factory) -> tuple[Path, float]:
         "convert_llm=1",
         "generate_qa=1",
         "dedup_cluster_split=1",
-        "evaluate_generation=1",
+        "evaluate_lm=1",
         timeout=1200,
     )
     return workdir, time.perf_counter() - started
@@ -429,10 +429,11 @@ def test_generated_run_writes_every_output_and_its_counts_add_up(generated_run):
     # Heatmap and tables.
     for ext in ("png", "svg"):
         assert (results / f"figures/ruler/smollm2/base/niah-short.{ext}").stat().st_size > 1000
-    table = (results / "tables/generation.csv").read_text().splitlines()
+    # One metrics.csv for every track.
+    table = (results / "tables/metrics.csv").read_text().splitlines()
     row = f"base,smollm2,base,smollm2 base,,niah-short,test,main_score,{scores['main_score']}"
     assert row in table
-    assert "| smollm2 base |" in (results / "tables/generation.md").read_text()
+    assert "| smollm2 base |" in (results / "tables/summary.md").read_text()
 
     # A log for every job, a benchmark for the long ones.
     for rule in (
@@ -442,12 +443,12 @@ def test_generated_run_writes_every_output_and_its_counts_add_up(generated_run):
         "generate_qa",
         "dedup_cluster_split",
         "export_dataset",
-        "evaluate_generation",
+        "evaluate_lm",
         "plot_ruler_heatmap",
-        "aggregate_generation",
+        "aggregate",
     ):
         assert list((results / "logs" / rule).rglob("*.log")), rule
-    assert list((results / "benchmarks/evaluate_generation").rglob("*.tsv"))
+    assert list((results / "benchmarks/evaluate_lm").rglob("*.tsv"))
 
 
 @pytest.mark.slow
@@ -476,9 +477,9 @@ def test_generated_run_is_up_to_date_and_reruns_only_what_changed(generated_run,
     # A NIAH value: the set, its evaluation, heatmap and table; not the LM or the QA sets.
     assert plan(lambda c: c["niah"]["short"].update(depths=[0, 100])) == {
         "generate_niah": 1,
-        "evaluate_generation": 1,
+        "evaluate_lm": 1,
         "plot_ruler_heatmap": 1,
-        "aggregate_generation": 1,
+        "aggregate": 1,
         "all": 1,
         "total": 5,
     }

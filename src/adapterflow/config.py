@@ -93,14 +93,31 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     tasks, pairs = config.get("tasks", {}), config.get("pairs", {})
     triplets, stages = config.get("triplets", {}), config.get("stages", {})
     lms, niah = config.get("lms", {}), config.get("niah", {})
+    sft = config.get("sft", {})
     for name, task in tasks.items():
-        if task["kind"] == "ruler":
+        if task["kind"] == "qa":
+            # A qa task asks a causal LM the questions of an SFT set's split.
+            if task["dataset"] not in sft:
+                yield _undefined(f"tasks.{name}.dataset", task["dataset"], "sft", sft)
+            if "lm" in task and task["lm"] not in lms:
+                yield _undefined(f"tasks.{name}.lm", task["lm"], "lms", lms)
+            scorer = (task.get("scoring") or {}).get("model")
+            if scorer is not None and scorer not in models:
+                yield _undefined(f"tasks.{name}.scoring.model", scorer, "models", models)
+        elif task["kind"] == "ruler":
             # A ruler task scores a causal LM on a generated NIAH set, not on a dataset.
             if task["dataset"] not in niah:
                 yield _undefined(f"tasks.{name}.dataset", task["dataset"], "niah", niah)
-            if "lm" not in task:
-                yield f"tasks.{name}.lm: a ruler task needs the causal LM it evaluates (under lms)"
-            elif task["lm"] not in lms:
+            evaluated = any(
+                name in e.get("evaluate", []) and "lm" in e
+                for e in config.get("experiments", {}).values()
+            )
+            if "lm" not in task and not evaluated:
+                yield (
+                    f"tasks.{name}.lm: a ruler task needs the causal LM it evaluates (under "
+                    "lms), or an experiment with lm that evaluates it"
+                )
+            elif "lm" in task and task["lm"] not in lms:
                 yield _undefined(f"tasks.{name}.lm", task["lm"], "lms", lms)
         elif task["dataset"] not in datasets:
             yield _undefined(f"tasks.{name}.dataset", task["dataset"], "datasets", datasets)
@@ -118,8 +135,20 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
         if block.get("corpus") is not None and block["corpus"] not in datasets:
             yield _undefined(f"triplets.{name}.corpus", block["corpus"], "datasets", datasets)
     for name, block in stages.items():
-        if block["triplets"] not in triplets:
+        if ("triplets" in block) == ("sft" in block):
+            yield (
+                f"stages.{name}: give triplets (an embedding model's stage) or sft (a causal "
+                "LM's stage), exactly one"
+            )
+        elif "triplets" in block and block["triplets"] not in triplets:
             yield _undefined(f"stages.{name}.triplets", block["triplets"], "triplets", triplets)
+        elif "sft" in block and block["sft"] not in sft:
+            yield _undefined(f"stages.{name}.sft", block["sft"], "sft", sft)
+        replay = block.get("replay")
+        if replay and "triplets" in block:
+            yield f"stages.{name}.replay: only sft stages replay records"
+        elif replay and replay["sft"] not in sft:
+            yield _undefined(f"stages.{name}.replay.sft", replay["sft"], "sft", sft)
     for name, experiment in config.get("experiments", {}).items():
         where = f"experiments.{name}"
         for key in ("stage1", "stage2"):
@@ -127,15 +156,43 @@ def _reference_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
                 yield _undefined(f"{where}.{key}", experiment[key], "stages", stages)
         if experiment.get("stage2") is not None and experiment.get("stage1") is None:
             yield f"{where}.stage2: a stage 2 needs a stage1 to start from"
-        if experiment["model"] not in models:
+        if ("model" in experiment) == ("lm" in experiment):
+            yield (
+                f"{where}: give model (an embedding model under models) or lm (a causal LM "
+                "under lms), exactly one"
+            )
+            continue
+        is_lm = "lm" in experiment
+        if is_lm and experiment["lm"] not in lms:
+            yield _undefined(f"{where}.lm", experiment["lm"], "lms", lms)
+        elif not is_lm and experiment["model"] not in models:
             yield _undefined(f"{where}.model", experiment["model"], "models", models)
+        need = "sft" if is_lm else "triplets"
+        for key in ("stage1", "stage2"):
+            stage = stages.get(experiment.get(key) or "")
+            if stage is not None and need not in stage:
+                yield (
+                    f"{where}.{key}: stage {experiment[key]!r} has no {need}; "
+                    + (
+                        "a causal LM trains on an SFT set"
+                        if is_lm
+                        else "an embedding model trains on triplets"
+                    )
+                )
         for index, task in enumerate(experiment.get("evaluate", [])):
             if task not in tasks:
                 yield _undefined(f"{where}.evaluate.{index}", task, "tasks", tasks)
-            elif tasks[task]["kind"] == "ruler":
+            elif is_lm and tasks[task]["kind"] not in LM_TASK_KINDS:
                 yield (
-                    f"{where}.evaluate.{index}: {task!r} is a ruler task: it evaluates its own "
-                    f"causal LM (tasks.{task}.lm), not an embedding model; leave it out here"
+                    f"{where}.evaluate.{index}: {task!r} is a {tasks[task]['kind']} task, "
+                    "which scores an embedding model; a causal LM is evaluated on ruler and qa "
+                    "tasks"
+                )
+            elif not is_lm and tasks[task]["kind"] in LM_TASK_KINDS:
+                yield (
+                    f"{where}.evaluate.{index}: {task!r} is a {tasks[task]['kind']} task: it "
+                    "scores a causal LM, not an embedding model; evaluate it in an experiment "
+                    "with lm, or give the task an lm"
                 )
     yield from _generation_references(config)
 
@@ -201,6 +258,17 @@ def _generation_references(config: Mapping[str, Any]) -> Iterator[str]:
                 yield _undefined(f"curated.{name}.qa.{index}", qa_name, "qa", qa)
         if block["model"] not in models:
             yield _undefined(f"curated.{name}.model", block["model"], "models", models)
+    for name, block in config.get("sft", {}).items():
+        given = [key for key in ("qa", "niah", "chat") if key in block]
+        if len(given) != 1:
+            yield (
+                f"sft.{name}: give exactly one source: qa (a QA set), niah (a NIAH set) or chat "
+                f"(a chat JSONL file); got {', '.join(given) or 'none'}"
+            )
+        elif given[0] == "qa" and block["qa"] not in qa:
+            yield _undefined(f"sft.{name}.qa", block["qa"], "qa", qa)
+        elif given[0] == "niah" and block["niah"] not in config.get("niah", {}):
+            yield _undefined(f"sft.{name}.niah", block["niah"], "niah", config.get("niah", {}))
     for name, block in config.get("exports", {}).items():
         if block["curated"] not in curated:
             yield _undefined(f"exports.{name}.curated", block["curated"], "curated", curated)
@@ -208,16 +276,24 @@ def _generation_references(config: Mapping[str, Any]) -> Iterator[str]:
             yield _undefined(f"exports.{name}.chunks", block["chunks"], "chunks", chunks)
 
 
-#: The layout each task kind reads (ruler: a generated NIAH set under ``niah``, no dataset).
+#: The layout each task kind reads (ruler: a generated NIAH set under ``niah``; qa: an SFT set
+#: under ``sft``; neither is a dataset).
 TASK_LAYOUTS = {
     "retrieval": "retrieval",
     "anisotropy": "retrieval",
     "sts": "pairs",
     "triplets": "triplets",
     "ruler": "niah",
+    "qa": "sft",
 }
-#: Task keys that only ruler tasks read (their schema gives them no defaults).
+#: Task kinds that score a causal LM (rule evaluate_lm), not an embedding model.
+LM_TASK_KINDS = ("ruler", "qa")
+#: Task keys that only causal-LM tasks read (their schema gives them no defaults).
 RULER_TASK_KEYS = ("lm", "max_new_tokens", "limit", "prompt_format", "batch_size", "metric")
+#: Task keys that only qa tasks read.
+QA_TASK_KEYS = ("scoring", "judge")
+#: Splits an SFT set has (adapterflow.train.sft.SPLITS; that module imports torch).
+SFT_SPLITS = ("train", "mirror", "rephrased", "held_out")
 #: NIAH variants whose needles hide in essay text: they need a haystack dataset.
 ESSAY_VARIANTS = (
     "niah_single_2",
@@ -373,6 +449,27 @@ def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
             except LookupError:
                 yield f"{where}.options.encoding: {encoding!r} is not a known text encoding"
     for name, task in config.get("tasks", {}).items():
+        if task["kind"] != "qa" and (extra := [key for key in QA_TASK_KEYS if key in task]):
+            yield f"tasks.{name}.{extra[0]}: only tasks of kind qa use it"
+            continue
+        if task["kind"] == "qa":
+            if "judge" in task:
+                from adapterflow.eval.judge import JudgeSettings
+
+                try:
+                    judge = JudgeSettings.from_block(task["judge"], where=f"tasks.{name}.judge")
+                except ConfigError as err:
+                    yield str(err)
+                else:
+                    if judge.kind == "local" and judge.lm not in config.get("lms", {}):
+                        lms = config.get("lms", {})
+                        yield _undefined(f"tasks.{name}.judge.lm", judge.lm, "lms", lms)
+            if task["split"] not in SFT_SPLITS:
+                yield (
+                    f"tasks.{name}.split: {task['split']!r} is not a split of an SFT set "
+                    f"({', '.join(SFT_SPLITS)})"
+                )
+            continue
         if task["kind"] == "ruler":
             continue
         if extra := [key for key in RULER_TASK_KEYS if key in task]:
@@ -415,6 +512,11 @@ def _consistency_problems(config: MutableMapping[str, Any]) -> Iterator[str]:
     for name, block in config.get("triplets", {}).items():
         yield from _mining_problems(name, block, datasets, registry, config.get("pairs", {}))
     for name, stage in config.get("stages", {}).items():
+        if "triplets" in stage and stage["batch_size"] < 2:
+            yield (
+                f"stages.{name}.batch_size: {stage['batch_size']} is less than 2; in-batch "
+                "negatives need at least two triplets per batch"
+            )
         if stage.get("bf16") and stage.get("fp16"):
             yield f"stages.{name}: bf16 and fp16 are both true; choose one mixed precision"
         preserve = stage.get("preserve_similarity") or {}
@@ -587,6 +689,9 @@ def _path_problems(config: MutableMapping[str, Any], base: Path) -> Iterator[str
                     f"{' or '.join(MODEL_MARKERS)}; a sentence-transformers or Hugging Face "
                     "model saved with save_pretrained has one)"
                 )
+    for name, block in config.get("sft", {}).items():
+        if "chat" in block and missing(block["chat"]):
+            yield f"sft.{name}.chat: {block['chat']!r} does not exist"
     for name, lm in config.get("lms", {}).items():
         # Converted already: convert_llm will not run again, so the source need not be here.
         if (base / "results" / "lms" / name / "config.json").exists():

@@ -400,6 +400,7 @@ def make_figures(
     out_dir: str | os.PathLike[str],
     *,
     expected: Iterable[str | os.PathLike[str]] | None = None,
+    tasks: Iterable[str] | None = None,
 ) -> list[Path]:
     """Write every figure into ``out_dir``; return the paths written.
 
@@ -417,6 +418,9 @@ def make_figures(
             raise ValueError(
                 f"task {spec.task!r} given as both {kinds[spec.task]!r} and {spec.task_kind!r}"
             )
+    if tasks is not None:
+        # metrics.csv holds every task; these figures are the encoders' (LM tasks have theirs).
+        df = df[df["task"].isin(set(tasks))]
     tasks = sorted(df.loc[df["metric"] == "main_score", "task"].unique())
     missing = [task for task in tasks if task not in kinds]
     if missing:
@@ -461,10 +465,14 @@ def figures_from_evals(
     out_dir: str | os.PathLike[str],
     *,
     expected: Iterable[str | os.PathLike[str]] | None = None,
+    tasks: Iterable[str] | None = None,
 ) -> list[Path]:
     """Rule ``figures``: :func:`make_figures` with each ``{task}.details.csv`` of ``details``
     described by the eval JSON beside it (:func:`details_beside_evals`); return the paths
     written. ``expected`` are the rule's declared outputs, which the figures must match; none
-    (or an empty list: a command line names no outputs) draws every planned figure."""
+    (or an empty list: a command line names no outputs) draws every planned figure. ``tasks``
+    (None: all) are the tasks of ``metrics_csv`` to draw."""
     expected = list(expected or []) or None
-    return make_figures(metrics_csv, details_beside_evals(details), out_dir, expected=expected)
+    return make_figures(
+        metrics_csv, details_beside_evals(details), out_dir, expected=expected, tasks=tasks
+    )

@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 COLUMNS = ["run", "model", "stage", "group", "seed", "task", "split", "metric", "value"]
 # The level of a run: the pretrained model, an adapter of one stage, or stage 2 on stage 1.
 STAGES = ("base", "stage1", "stage2")
-TASK_KINDS = ("retrieval", "sts", "triplets", "anisotropy", "ruler")
+TASK_KINDS = ("retrieval", "sts", "triplets", "anisotropy", "ruler", "qa")
 MAIN_SCORE = "main_score"
 PREFERRED_SPLIT = "test"
 
@@ -67,6 +67,9 @@ MAIN_SCORE_MEANING = {
     "ruler": "RULER score of a causal LM's greedy answers on a generated needle-in-a-haystack "
     "set: the mean over variants of the share of expected values found, 0-100 "
     "(higher is better)",
+    "qa": "share of a causal LM's greedy answers that contain every key term of the reference "
+    "answer (keyword accuracy, 0-1; semantic and hybrid scores are in metrics.csv; higher is "
+    "better)",
 }
 # Which named metric a task kind's main score usually copies, when several are equal.
 _CONVENTIONAL_MAIN = ("ndcg_at_10", "spearman", "accuracy", "mean_cosine")

@@ -57,9 +57,7 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
 import math
 import os
@@ -79,7 +77,6 @@ from sentence_transformers import (
 from sentence_transformers.base.sampler import BatchSamplers
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_utils import get_last_checkpoint
 
 from adapterflow.errors import ConfigError
 from adapterflow.io import atomic_dir, sha256_file
@@ -94,6 +91,12 @@ from adapterflow.models import (
 from adapterflow.runtime import cpu_deepspeed, pick_device, seed_everything, set_threads
 from adapterflow.settings import StageSettings
 from adapterflow.train.callbacks import LoggingProgressCallback, TrainLogCallback
+from adapterflow.train.checkpoints import (
+    LOG_FILE,
+    fingerprint,
+    prepare_checkpoint_dir,
+    stage_fingerprint_block,
+)
 from adapterflow.train.collator import PreTokenizedCollator
 from adapterflow.train.losses import build_loss
 from adapterflow.train.merge import write_manifest
@@ -102,13 +105,8 @@ from adapterflow.train.tokenize import load_tokenized
 
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "train_log.jsonl"
-RUN_FILE = "run.json"
 INIT_MODES = ("continue", "merge")
 DEFAULT_TARGET_MODULES = ("query", "key", "value", "dense")
-# Settings that change how often things are written, not the weights: a checkpoint made under
-# other values is still a valid starting point.
-_NOT_FINGERPRINTED = ("checkpoint_steps", "logging_steps")
 
 
 @dataclass
@@ -203,7 +201,7 @@ def train_adapter(
         )
         stage_cfg = {**stage_cfg, "batch_size": len(dataset)}
         stage = stage.model_copy(update={"batch_size": len(dataset)})
-    fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
+    run_fingerprint = _fingerprint(model_cfg, stage_cfg, seed, init_adapter, init_mode, meta)
 
     device = pick_device()
     cpu_deepspeed(device)
@@ -214,8 +212,8 @@ def train_adapter(
     args = _training_arguments(stage, checkpoint_dir, seed, device, qlora)
     state = args.distributed_state
     with state.main_process_first():
-        resume = _prepare_checkpoint_dir(
-            checkpoint_dir, fingerprint, main_process=state.is_main_process
+        resume = prepare_checkpoint_dir(
+            checkpoint_dir, run_fingerprint, main_process=state.is_main_process
         )
     if state.num_processes > 1:
         logger.info(
@@ -336,51 +334,16 @@ def _fingerprint(
     meta: Mapping[str, Any],
 ) -> str:
     """A hash of everything that determines the trained weights."""
-    settings = {
-        "model": dict(model_cfg),
-        "stage": {k: v for k, v in stage_cfg.items() if k not in _NOT_FINGERPRINTED},
-        "seed": seed,
-        "init": init_mode,
-        "init_sha256": sha256_file(Path(init_adapter) / WEIGHTS) if init_adapter else None,
-        "data": {k: meta[k] for k in ("triplets_sha256", "max_length", "k", "rows")},
-    }
-    blob = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _prepare_checkpoint_dir(
-    checkpoint_dir: Path, fingerprint: str, main_process: bool = True
-) -> Path | None:
-    """The checkpoint to resume from, after discarding checkpoints of other settings and
-    incomplete ones (a job killed while saving).
-
-    Only the main process discards anything; the others call this after it (they find the
-    directory clean and agree on the checkpoint)."""
-    if not main_process:
-        last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-        return Path(last) if last is not None else None
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    run_file = checkpoint_dir / RUN_FILE
-    recorded = None
-    if run_file.is_file():
-        recorded = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
-    stale = [p for p in checkpoint_dir.iterdir() if p.name.startswith("checkpoint-")]
-    if recorded != fingerprint:
-        if stale or (checkpoint_dir / LOG_FILE).exists():
-            logger.warning(
-                "%s holds checkpoints of other settings; starting from scratch", checkpoint_dir
-            )
-        for path in stale:
-            shutil.rmtree(path)
-        (checkpoint_dir / LOG_FILE).unlink(missing_ok=True)
-        run_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
-    while (last := get_last_checkpoint(str(checkpoint_dir))) is not None:
-        last_path = Path(last)
-        if (last_path / "trainer_state.json").is_file() and (last_path / WEIGHTS).is_file():
-            return last_path
-        logger.warning("discarding incomplete checkpoint %s", last_path)
-        shutil.rmtree(last_path)
-    return None
+    return fingerprint(
+        {
+            "model": dict(model_cfg),
+            "stage": stage_fingerprint_block(stage_cfg),
+            "seed": seed,
+            "init": init_mode,
+            "init_sha256": sha256_file(Path(init_adapter) / WEIGHTS) if init_adapter else None,
+            "data": {k: meta[k] for k in ("triplets_sha256", "max_length", "k", "rows")},
+        }
+    )
 
 
 def _load_base(

@@ -10,7 +10,8 @@ over all of them, the memory is the main process's, and only the main process wr
 
 Rows (keys): ``step``, ``epoch``, ``loss``, ``lr``, ``grad_norm``, ``examples``, ``tokens``,
 ``seconds``, ``examples_per_s``, ``tokens_per_s``, ``peak_memory_mb``, ``memory`` (``rss`` or
-``cuda``).
+``cuda``). An evaluation during training (causal-LM stages: the SFT set's ``mirror`` and
+``rephrased`` splits) adds a row ``{"step", "epoch", "split", "eval_loss"}`` per split.
 
 Example:
     >>> import json, pathlib, tempfile, torch
@@ -46,7 +47,8 @@ from transformers import ProgressCallback, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-MASK_SUFFIX = "_attention_mask"
+# Encoder batches have one mask per text column (anchor_attention_mask, ...), LM batches one.
+MASK_SUFFIX = "attention_mask"
 
 
 class TrainLogCallback(TrainerCallback):
@@ -116,6 +118,29 @@ class TrainLogCallback(TrainerCallback):
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
         self._reset()
+
+    def on_evaluate(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        metrics: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not metrics or not getattr(state, "is_world_process_zero", True):
+            return
+        # The trainer evaluates each named eval set on its own: keys eval_{name}_loss.
+        for key, value in metrics.items():
+            if key.startswith("eval_") and key.endswith("_loss"):
+                split = key[len("eval_") : -len("_loss")] or "eval"
+                row = {
+                    "step": int(state.global_step),
+                    "epoch": _number(state.epoch),
+                    "split": split,
+                    "eval_loss": _number(value),
+                }
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
 
     def _reset(self) -> None:
         self._examples = 0
