@@ -293,7 +293,7 @@ def embedding_targets():
 
 
 def evaluated_tasks():
-    """The tasks the figures rule draws: every task an encoder is evaluated on."""
+    """The tasks the figures rule draws (every task an encoder is evaluated on)."""
     return sorted({task for _, _, task in embedding_targets()})
 
 

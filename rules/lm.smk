@@ -122,7 +122,7 @@ rule plot_lm:
     conda:
         "../envs/cpu.yaml"
     params:
-        out_dir="results/figures/lm",
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
         library=library_code("plot_lm.py"),
     script:
         "../scripts/plot_lm.py"
