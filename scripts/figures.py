@@ -29,5 +29,5 @@ if __name__ == "__main__":
             as_list(snakemake.input.details),
             snakemake.params.out_dir,
             expected=list(snakemake.output),
-            tasks=snakemake.params.get("tasks"),
+            tasks=getattr(snakemake.params, "tasks", None),
         )

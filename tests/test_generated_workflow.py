@@ -289,6 +289,7 @@ def test_a_push_runs_the_export_on_the_submit_host(tmp_path):
         "download_model",
         "fetch_raw",
         "figures",
+        "plot_lm",
         "plot_ruler_heatmap",
     }
     config["exports"]["generated"].update(push=True, repo_id="my-lab/generated-qa")

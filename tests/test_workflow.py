@@ -166,7 +166,7 @@ def test_downloads_and_figures_are_local_rules(tmp_path):
         )
         # The parsed workflow: the API has no public accessor for `localrules:` declarations.
         local = set(workflow_api._workflow._localrules)
-    assert local == {"download_model", "fetch_raw", "figures", "plot_ruler_heatmap"}
+    assert local == {"download_model", "fetch_raw", "figures", "plot_lm", "plot_ruler_heatmap"}
 
 
 def test_profiles_follow_the_conventions():
